@@ -1,0 +1,22 @@
+"""Errors the CLI turns into one line on stderr and a fixed exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad user input (file, row, key, flag): one clear line, exit code 2, nothing half-written.
+
+    The message must say what is wrong and where (file, row, key) on a single line.
+    """
+
+    exit_code = EXIT_INPUT
+
+
+class RunFailed(Exception):
+    """A run (or a run the command waited for) ended failed: exit code 1."""
+
+    exit_code = EXIT_RUN_FAILED

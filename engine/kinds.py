@@ -1,0 +1,80 @@
+"""Registry of run kinds: a kind name maps to ``fn(ctx: RunContext) -> None``.
+
+Run kinds are what a worker executes (``classify`` now; ``gan-train``, ``gan-pool`` and ``select``
+later). Built-in kinds are imported lazily by name so that ``ganaug runs list`` never pays for
+importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class RunContext(Protocol):
+    """What a run kind gets from the worker; the only channel between a kind and the store."""
+
+    run_id: str
+    run_dir: Path  # runs/<run-id>/ : write artefacts here (atomically)
+    config: dict[str, Any]  # the full resolved config of the run (also in run.json)
+    seed: int
+    device: str  # "cuda" when the run's slot has a GPU, else "cpu"
+    workspace: Path  # the store's workspace (shared caches live under it)
+    log: logging.Logger  # goes to runs/<run-id>/log.txt (and the console in foreground mode)
+
+    def metric(self, name: str, value: float, step: int) -> None:
+        """Record one point of a metric series (batched; (name, step) is unique: a rewrite replaces)."""
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        """Record several metrics at the same step."""
+
+    def progress(self, done: int, total: int, desc: str = "") -> None:
+        """Progress inside the current phase (cheap; rate-limited by the context)."""
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Atomically write ``state`` (torch-serialisable) as the run's resume point."""
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint written by this run (from an earlier attempt), or None."""
+
+    def stop_requested(self) -> bool:
+        """True once a graceful stop was asked (cancel / engine shutdown): checkpoint and return."""
+
+
+KindFn = Callable[[RunContext], None]
+
+_REGISTRY: dict[str, KindFn] = {}
+# Kinds shipped with ganaug, imported on first use: kind name -> module that registers it.
+_BUILTIN: dict[str, str] = {
+    "sleep": "engine.testkinds",
+    "count": "engine.testkinds",
+    "fail": "engine.testkinds",
+    "classify": "engine.train.kind",
+}
+
+
+def register_kind(name: str) -> Callable[[KindFn], KindFn]:
+    """Decorator: ``@register_kind("classify")`` makes ``fn`` the executor of that kind."""
+
+    def deco(fn: KindFn) -> KindFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def get_kind(name: str) -> KindFn:
+    """The executor of ``name``; raises KeyError with the known names if there is none."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown run kind {name!r}; known: {', '.join(kind_names())}") from None
+
+
+def kind_names() -> list[str]:
+    return sorted(set(_REGISTRY) | set(_BUILTIN))
