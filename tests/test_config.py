@@ -1,0 +1,89 @@
+"""The ratio grammar and experiments.toml: the paper's labels mean exactly one training mix."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.config import ClassCounts, Configuration, Ratio, load_experiments
+from engine.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plain_ratio_splits_synthetic_by_real_class_ratio() -> None:
+    c = Ratio.parse("1:1/2").counts(n_benign=12000, n_melanoma=2805)
+    assert c == ClassCounts(12000, 2805, 6000, 1402)  # 1402.5 rounds half to even
+
+
+def test_balanced_form_scales_each_class() -> None:
+    c = Ratio.parse("(1:1/2:1)").counts(n_benign=100, n_melanoma=30)
+    assert (c.synth_benign, c.synth_melanoma) == (50, 30)
+    assert Ratio.parse("(1:1/2:1/2)") == Ratio.parse("1:1/2")
+    assert Ratio.parse("(1:1/2:3/4)") != Ratio.parse("1:1/2")
+
+
+@pytest.mark.parametrize("n", [7, 10, 25, 37, 14805])
+@pytest.mark.parametrize("frac", ["1/16", "1/8", "1/4", "1/2"])
+def test_real_counts_match_pandas_sample(n: int, frac: str) -> None:
+    expected = len(pd.DataFrame({"x": range(n)}).sample(frac=float(Fraction(frac)), random_state=0))
+    assert Ratio.parse(f"{frac}:0").counts(n, 0).real_benign == expected
+
+
+@pytest.mark.parametrize("bad", ["1", "1:", "2:0", "1:0.5", "1:1/0", "0:0", "(1:1/2)", "1/2:3/2:1", "a:b"])
+def test_bad_ratios_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError, match="bad ratio"):
+        Ratio.parse(bad)
+
+
+def test_labels_round_trip_and_default_tags() -> None:
+    conf = Configuration.parse("1:1/2 bst sgn")
+    assert (conf.gan, conf.sampler) == ("stylegan2", "best")
+    assert conf.label == "1:1/2 bst"
+    assert Configuration.parse("1:1/2 p2p").label == "1:1/2 p2p"
+    assert Configuration.parse("1:1/4").gan == "stylegan2"
+
+
+@pytest.mark.parametrize(
+    ("label", "why"),
+    [("1:0 sgn", "no synthetic"), ("1:1/2 xyz", "unknown tag"), ("1:1/2 p2p bst", "noise GANs"),
+     ("1:1/2 sgn pgn", "at most one")],
+)
+def test_bad_labels_say_why(label: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        Configuration.parse(label)
+
+
+def test_translation_gan_capacity() -> None:
+    conf = Configuration.parse("1:1/2 p2p")
+    counts = conf.ratio.counts(1000, 200)
+    with pytest.raises(ValueError, match="cap = true"):
+        conf.check_capacity(counts, n_masks=100, cap=False)
+    capped = conf.check_capacity(counts, n_masks=100, cap=True)
+    assert capped.synthetic == 100 and capped.synth_benign == 83
+    assert Configuration.parse("1:1/2").check_capacity(counts, n_masks=1, cap=False) == counts
+
+
+def test_shipped_experiments_are_the_papers_table_2() -> None:
+    aug, anon = load_experiments(ROOT / "experiments.toml")
+    assert {c.ratio.text for c in aug.configurations} == {
+        "1:0", "1:1/4", "1:1/2", "1:1", "(1:1/2:1/2)", "(1:1/2:3/4)", "(1:1/2:1)"}
+    assert {c.gan for c in aug.configurations if c.ratio.has_synthetic} == {
+        "pix2pixhd", "spade", "pgan", "stylegan2", "all"}
+    assert {c.sampler for c in aug.configurations} == {"random", "diverse", "best", "worst"}
+    assert [c.label for c in anon.configurations] == [
+        "1/16:0", "1/16:1/16", "1/16:15/16", "1/8:0", "1/8:1/8", "1/8:7/8",
+        "1/4:0", "1/4:1/4", "1/4:3/4", "1/2:0", "1/2:1/2", "1:1", "1:0"]
+    assert {c.gan for c in anon.configurations} == {"stylegan2"}
+    assert anon.baseline_of("x8") == "1/8:0" and anon.baseline == "1:0"
+    assert aug.replicates == anon.replicates == 10
+
+
+def test_bad_experiments_file_names_file_and_key(tmp_path: Path) -> None:
+    f = tmp_path / "experiments.toml"
+    f.write_text('[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0", "1:1/2 nope"]\n')
+    with pytest.raises(InputError, match=r"experiments\.toml: experiment\[0\]\.groups\.g\[1\]: .*nope"):
+        load_experiments(f)
