@@ -1,0 +1,197 @@
+"""The ``classify`` run config: defaults are the paper's protocol (section 3.2), everything overridable.
+
+Where the paper's text and its public code disagree, the text is the default and the code's choice an
+option: ``augment.preset = "code"`` (ColorJitter 0.4/0.4/0.4, hue 0.05 instead of hue +-10 %),
+``optim.balanced_sampler = true`` (the code's class-balanced WeightedRandomSampler).
+The text only says "validation plateau"; ``optim.monitor`` picks what drives the LR plateau, early stopping
+and the best checkpoint. The default is ``val_loss``: it is what the public code monitored (the only
+evidence of what the authors ran), and loss is smooth where validation AUC on a small, imbalanced
+validation set moves in noisy steps that make plateau detection erratic. ``val_auc`` is the option.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import InputError
+
+# Data-set formats the data layer reads, and the canonical test-set name of each.
+TEST_SET_NAMES: dict[str, str] = {
+    "isic2019": "isic19",
+    "isic2020": "isic20",
+    "derm7pt-derm": "derm7pt-derm",
+    "derm7pt-clinic": "derm7pt-clinic",
+    "dermofit": "dermofit",
+    "csv": "csv",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    format: Literal["isic2019", "isic2020", "derm7pt-derm", "derm7pt-clinic", "dermofit", "csv"]
+    root: str
+    split_seed: int = 0
+
+
+class TestSetConfig(_Strict):
+    name: str = ""  # empty: the canonical name of the format
+    format: Literal["isic2019", "isic2020", "derm7pt-derm", "derm7pt-clinic", "dermofit", "csv"]
+    root: str
+
+    @model_validator(mode="after")
+    def _default_name(self) -> TestSetConfig:
+        if not self.name:
+            object.__setattr__(self, "name", TEST_SET_NAMES[self.format])
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str = "inception_v4"
+    pretrained: bool = True
+    weights: str | None = None  # local weights file (offline); None: timm's cache / hub
+    res: int = Field(299, ge=16, le=2048)
+    norm: Literal["imagenet", "model"] = "imagenet"
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-3, ge=0)
+    batch_size: int = Field(32, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    plateau_factor: float = Field(0.1, gt=0, lt=1)
+    plateau_patience: int = Field(10, ge=0)
+    min_lr: float = Field(1e-5, ge=0)
+    early_stop_patience: int = Field(22, ge=1)
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    balanced_sampler: bool = False
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's text: flips, resized crop 75-100 % area, rotation +-45 deg, hue +-10 %.
+    "paper": dict(hflip=True, vflip=True, crop_scale=(0.75, 1.0), rotation=45.0, hue=0.1,
+                  brightness=0.0, contrast=0.0, saturation=0.0),
+    # The public code: the same geometry, ColorJitter(0.4, 0.4, 0.4, hue=0.05).
+    "code": dict(hflip=True, vflip=True, crop_scale=(0.75, 1.0), rotation=45.0, hue=0.05,
+                 brightness=0.4, contrast=0.4, saturation=0.4),
+    # No augmentation at all (plain inference; ablations).
+    "none": dict(hflip=False, vflip=False, crop_scale=(1.0, 1.0), rotation=0.0, hue=0.0,
+                 brightness=0.0, contrast=0.0, saturation=0.0),
+}
+
+
+class AugmentConfig(_Strict):
+    """Per-image random augmentation, the same for training and test-time augmentation (as the paper).
+
+    ``hue`` is a fraction of the hue circle (torchvision's convention: 0.1 = +-36 deg); ``brightness``,
+    ``contrast``, ``saturation`` are ColorJitter strengths (factor drawn from [1-s, 1+s]). Fields left
+    out take the preset's value.
+    """
+
+    preset: Literal["paper", "code", "none"] = "paper"
+    hflip: bool | None = None
+    vflip: bool | None = None
+    crop_scale: tuple[float, float] | None = None
+    rotation: float | None = Field(None, ge=0, le=180)
+    hue: float | None = Field(None, ge=0, le=0.5)
+    brightness: float | None = Field(None, ge=0, lt=1)
+    contrast: float | None = Field(None, ge=0, lt=1)
+    saturation: float | None = Field(None, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> AugmentConfig:
+        for key, value in _PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        lo, hi = self.crop_scale  # type: ignore[misc]
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        return self
+
+    @property
+    def identity(self) -> bool:
+        """True when no transform can change an image (augmentation off)."""
+        return (not self.hflip and not self.vflip and self.crop_scale == (1.0, 1.0) and self.rotation == 0
+                and self.hue == 0 and self.brightness == 0 and self.contrast == 0 and self.saturation == 0)
+
+
+class TTAConfig(_Strict):
+    replicas: int = Field(50, ge=1)
+    batch_size: int = Field(256, ge=1)  # images x replicas per forward pass
+
+
+class ClassifyConfig(_Strict):
+    """One fine-tune of the target classifier, scored on its split's test part and every extra test set."""
+
+    data: DataConfig
+    tests: list[TestSetConfig] = []
+    real_fraction: Fraction = Fraction(1)
+    replicate: int = Field(0, ge=0)
+    synthetic: str | None = None  # generic CSV ``image,label`` of synthetic training images
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    augment: AugmentConfig = AugmentConfig()
+    tta: TTAConfig = TTAConfig()
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
+    compile: bool = False  # torch.compile the model (CUDA; slow to start)
+
+    @field_validator("real_fraction", mode="before")
+    @classmethod
+    def _parse_fraction(cls, value: Any) -> Fraction:
+        return parse_fraction(value)
+
+    @model_validator(mode="after")
+    def _unique_test_names(self) -> ClassifyConfig:
+        names = [TEST_SET_NAMES[self.data.format]] + [t.name for t in self.tests]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"test-set names must be unique (the split's own test part is "
+                             f"{names[0]!r}); duplicated: {', '.join(dupes)}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict (the fraction as ``"a/b"``) that :func:`parse_config` reads back identically."""
+        out = self.model_dump(mode="python")
+        out["real_fraction"] = str(self.real_fraction)
+        out["augment"]["crop_scale"] = list(self.augment.crop_scale)  # type: ignore[arg-type]
+        return out
+
+
+def parse_fraction(value: Any) -> Fraction:
+    """``"1/4"``, ``0.25``, ``1`` -> Fraction in (0, 1]; anything else is a ValueError."""
+    if isinstance(value, Fraction):
+        frac = value
+    elif isinstance(value, bool):
+        raise ValueError(f"real_fraction must be a fraction like '1/4' or 0.25, got {value!r}")
+    elif isinstance(value, int | float | str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"real_fraction must be finite, got {value!r}")
+        try:
+            frac = Fraction(str(value).strip()).limit_denominator(10_000)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"real_fraction must be a fraction like '1/4' or 0.25, got {value!r}") from None
+    else:
+        raise ValueError(f"real_fraction must be a fraction like '1/4' or 0.25, got {value!r}")
+    if not 0 < frac <= 1:
+        raise ValueError(f"real_fraction must be in (0, 1], got {value!r}")
+    return frac
+
+
+def parse_config(raw: dict[str, Any]) -> ClassifyConfig:
+    """Validate a raw config dict; errors become one InputError line naming the key."""
+    try:
+        return ClassifyConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"classify config: {where}: {msg}") from None

@@ -1,0 +1,61 @@
+"""The target model: any timm architecture by name, a new 2-class head, all weights trainable.
+
+Pretrained weights come only from a local file when given (``model.weights``): timm loads it through
+``pretrained_cfg_overlay=dict(file=...)`` and drops the 1000-class ImageNet head for a fresh 2-class one.
+Without a file timm would reach the Hugging Face hub; ``HF_HUB_OFFLINE=1`` is set before timm is first
+imported so an offline machine fails fast with a message saying how to supply weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import InputError
+from engine.train.augment import IMAGENET_MEAN, IMAGENET_STD
+from engine.train.config import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _timm():  # noqa: ANN202 - the timm module
+    """Import timm offline unless the user explicitly allowed the hub (``HF_HUB_OFFLINE=0``)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import timm
+
+    return timm
+
+
+def create_model(cfg: ModelConfig) -> torch.nn.Module:
+    """Build ``cfg.name`` with a 2-class head; pretrained weights from ``cfg.weights`` (or timm's cache)."""
+    timm = _timm()
+    if not timm.is_model(cfg.name):
+        raise InputError(f"model.name: unknown timm model {cfg.name!r} (see timm.list_models())")
+    if not cfg.pretrained:
+        return timm.create_model(cfg.name, pretrained=False, num_classes=2)
+    kwargs = {}
+    if cfg.weights is not None:
+        path = Path(cfg.weights).expanduser()
+        if not path.is_file():
+            raise InputError(f"model.weights: weights file {str(path)!r} not found; pass an existing "
+                             f"ImageNet checkpoint of {cfg.name} with --weights FILE, or --no-pretrained")
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
+    try:
+        return timm.create_model(cfg.name, pretrained=True, num_classes=2, **kwargs)
+    except Exception as exc:  # timm raises assorted hub/network/state-dict errors
+        if cfg.weights is not None:
+            raise InputError(f"model.weights: cannot load {cfg.weights!r} into {cfg.name}: "
+                             f"{str(exc).splitlines()[0]}") from None
+        raise InputError(f"model.weights: no local pretrained weights for {cfg.name} (offline: "
+                         f"{type(exc).__name__}); supply them with --weights FILE (config model.weights) "
+                         f"or train from scratch with --no-pretrained") from None
+
+
+def norm_stats(cfg: ModelConfig, model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for input z-normalisation: ImageNet's (the paper) or the timm model's own config."""
+    if cfg.norm == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    data_cfg = _timm().data.resolve_data_config({}, model=model)
+    return tuple(data_cfg["mean"]), tuple(data_cfg["std"])

@@ -1,0 +1,258 @@
+"""The target classifier's pieces on tiny in-memory data: augmentation, TTA, monitor, training, resume."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import InputError
+from engine.train.augment import Augmenter, make_generator
+from engine.train.classifier import ArraySet, Monitor, derive_seed, epoch_order, fit
+from engine.train.config import AugmentConfig, ClassifyConfig, OptimConfig, parse_config
+from engine.train.evaluate import predict_logits, tta_scores
+from engine.train.model import create_model
+
+RES = 32
+
+
+class FakeContext:
+    """The RunContext protocol in memory; checkpoints go through torch.save/load like a real store."""
+
+    def __init__(self, run_dir: Path, stop_after_progress: int | None = None) -> None:
+        self.run_id = "test"
+        self.run_dir = run_dir
+        self.workspace = run_dir.parent
+        self.config: dict[str, Any] = {}
+        self.seed = 0
+        self.device = "cpu"
+        self.log = logging.getLogger("test-train")
+        self.series: dict[str, dict[int, float]] = {}
+        self.progress_calls = 0
+        self.stop_after_progress = stop_after_progress
+
+    def metric(self, name: str, value: float, step: int) -> None:
+        self.series.setdefault(name, {})[step] = value
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        for k, v in values.items():
+            self.metric(k, v, step)
+
+    def progress(self, done: int, total: int, desc: str = "") -> None:
+        self.progress_calls += 1
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        torch.save(state, self.run_dir / "last.pt")
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        path = self.run_dir / "last.pt"
+        return torch.load(path, weights_only=True) if path.exists() else None
+
+    def stop_requested(self) -> bool:
+        return self.stop_after_progress is not None and self.progress_calls >= self.stop_after_progress
+
+
+def lesions(n: int, seed: int) -> ArraySet:
+    """Learnable toy images: melanomas carry a dark blob in a random place, benign ones a light one."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(120, 180, size=(n, RES, RES, 3)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        r, c = rng.integers(6, RES - 14, size=2)
+        images[i, r:r + 10, c:c + 10] = 30 if y else 230
+    return ArraySet(images, labels.astype(np.int64))
+
+
+def tiny_model(seed: int = 0) -> torch.nn.Module:
+    from engine.train.config import ModelConfig
+
+    torch.manual_seed(seed)
+    return create_model(ModelConfig(name="test_resnet", pretrained=False, res=RES))
+
+
+def test_config_defaults_are_the_paper() -> None:
+    cfg = parse_config({"data": {"format": "isic2019", "root": "/x"}})
+    o = cfg.optim
+    assert (o.lr, o.momentum, o.weight_decay, o.batch_size, o.max_epochs) == (1e-3, 0.9, 1e-3, 32, 100)
+    assert (o.plateau_factor, o.plateau_patience, o.min_lr, o.early_stop_patience) == (0.1, 10, 1e-5, 22)
+    assert (cfg.model.name, cfg.model.res, cfg.model.norm, cfg.tta.replicas) == ("inception_v4", 299, "imagenet", 50)
+    a = cfg.augment
+    assert (a.hflip, a.vflip, a.crop_scale, a.rotation, a.hue, a.brightness) == (True, True, (0.75, 1.0), 45, 0.1, 0)
+    assert parse_config(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("raw, where", [
+    ({"data": {"format": "isic2019", "root": "/x"}, "real_fraction": "3/2"}, "real_fraction"),
+    ({"data": {"format": "isic2019", "root": "/x"}, "optim": {"monitor": "test_auc"}}, "optim.monitor"),
+    ({"data": {"format": "nope", "root": "/x"}}, "data.format"),
+    ({"data": {"format": "isic2019", "root": "/x"}, "tests": [{"format": "isic2019", "root": "/y"}]}, "duplicated"),
+])
+def test_config_errors_are_one_line(raw: dict[str, Any], where: str) -> None:
+    with pytest.raises(InputError, match=where) as err:
+        parse_config(raw)
+    assert "\n" not in str(err.value)
+
+
+def test_augmentation_parameters_differ_per_image() -> None:
+    aug = Augmenter(AugmentConfig(preset="code"))
+    p = aug.sample(16, RES, RES, make_generator("cpu", 0))
+    assert len({tuple(t.flatten().tolist()) for t in p.theta}) == 16
+    for factor in (p.brightness, p.contrast, p.saturation, p.hue):
+        assert len(set(factor.tolist())) == 16
+    # the same picture repeated gives 16 different augmented images
+    batch = torch.from_numpy(np.repeat(lesions(1, 0).images, 16, axis=0))
+    out = aug(batch, make_generator("cpu", 1))
+    assert out.shape == (16, 3, RES, RES)
+    assert len({tuple(o.flatten()[:200].tolist()) for o in out}) == 16
+
+
+def test_augmentation_ranges_follow_the_paper() -> None:
+    aug = Augmenter(AugmentConfig(preset="paper"))
+    p = aug.sample(4000, RES, RES, make_generator("cpu", 3))
+    area = torch.linalg.det(p.theta[:, :, :2]).abs()  # crop area fraction (rotation/flip keep |det|)
+    assert area.min() >= 0.75 - 1e-5 and area.max() <= 1 + 1e-5
+    h = p.theta[:, 1, :2].norm(dim=1)  # row norms are the crop's half-extents: row 1 = h * (sin, cos)
+    angle = torch.rad2deg(torch.asin((p.theta[:, 1, 0].abs() / h).clamp(max=1)))
+    assert angle.abs().max() <= 45 + 1e-3 and angle.abs().max() > 40
+    assert p.hue.abs().max() <= 0.1 * 2 * math.pi + 1e-6
+    assert torch.all(p.brightness == 1)
+
+
+def test_augmentation_is_reproducible_from_the_generator() -> None:
+    aug = Augmenter(AugmentConfig())
+    batch = torch.from_numpy(lesions(8, 0).images)
+    a = aug(batch, make_generator("cpu", 5))
+    assert torch.equal(a, aug(batch, make_generator("cpu", 5)))
+    assert not torch.equal(a, aug(batch, make_generator("cpu", 6)))
+
+
+def test_tta_with_one_replica_and_no_augmentation_is_plain_inference() -> None:
+    model = tiny_model().eval()
+    data = lesions(20, 1)
+    aug = Augmenter(AugmentConfig(preset="none"))
+    plain = torch.softmax(predict_logits(model, data.images, aug, batch_size=7), 1)[:, 1].numpy()
+    tta = tta_scores(model, data.images, aug, replicas=1, batch_size=6, gen=make_generator("cpu", 0))
+    np.testing.assert_allclose(tta, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_tta_averages_replicas_of_each_image() -> None:
+    model = tiny_model().eval()
+    data = lesions(5, 2)
+    aug = Augmenter(AugmentConfig())
+    a = tta_scores(model, data.images, aug, replicas=7, batch_size=35, gen=make_generator("cpu", 0))
+    x = aug(torch.from_numpy(np.repeat(data.images, 7, axis=0)), make_generator("cpu", 0))
+    with torch.no_grad():
+        ref = torch.softmax(model(x), 1)[:, 1].view(5, 7).mean(1).numpy()
+    np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-6)
+    # blocks that split an image's replicas over several forward passes still give one mean per image
+    none = Augmenter(AugmentConfig(preset="none"))
+    split = tta_scores(model, data.images, none, replicas=7, batch_size=4, gen=make_generator("cpu", 0))
+    plain = tta_scores(model, data.images, none, replicas=1, batch_size=64, gen=make_generator("cpu", 0))
+    np.testing.assert_allclose(split, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_monitor_plateau_and_early_stopping_on_a_scripted_curve() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1e-3)
+    monitor = Monitor(opt, OptimConfig(plateau_patience=2, early_stop_patience=5, min_lr=1e-5))
+    curve = [1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 0.8, 0.8, 0.8]
+    lrs, stops, improved = [], [], []
+    for v in curve:
+        imp, stop = monitor.step(v)
+        improved.append(imp)
+        stops.append(stop)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert improved == [True, True, True] + [False] * 7
+    # 3 bad epochs (> patience 2) after the best at epoch 3 -> /10 at epoch 6, again 3 epochs later
+    assert lrs[:5] == [1e-3] * 5 and lrs[5] == pytest.approx(1e-4) and lrs[8] == pytest.approx(1e-5)
+    assert stops.index(True) == 7  # 5 epochs without improvement after epoch 3
+    # AUC is maximised
+    monitor = Monitor(torch.optim.SGD([param], lr=1e-3), OptimConfig(monitor="val_auc", early_stop_patience=2))
+    assert [monitor.step(v) for v in (0.6, 0.7, 0.65, 0.69)] == [(True, False), (True, False), (False, False),
+                                                                  (False, True)]
+
+
+def test_balanced_sampler_balances_classes() -> None:
+    labels = np.array([0] * 90 + [1] * 10)
+    order = epoch_order(labels, balanced=True, rng=np.random.default_rng(0))
+    assert len(order) == 100 and 0.35 < labels[order].mean() < 0.65
+    assert sorted(epoch_order(labels, balanced=False, rng=np.random.default_rng(0))) == list(range(100))
+
+
+def _fit(tmp_path: Path, name: str, epochs: int, stop_after: int | None = None, **optim: Any) -> tuple[Any, ...]:
+    run_dir = tmp_path / name
+    run_dir.mkdir(exist_ok=True)
+    ctx = FakeContext(run_dir, stop_after)
+    model = tiny_model(derive_seed(0, 0))
+    cfg = OptimConfig(lr=0.05, batch_size=16, max_epochs=epochs, **optim)
+    result = fit(ctx, model, lesions(96, 10), lesions(40, 11), cfg, Augmenter(AugmentConfig()), seed=7,
+                 best_path=run_dir / "checkpoints" / "best.pt")
+    return result, model, ctx
+
+
+def test_fit_learns_and_records_metrics(tmp_path: Path) -> None:
+    result, _, ctx = _fit(tmp_path, "a", epochs=6)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.val_auc > 0.7
+    assert set(ctx.series) == {"train_loss", "val_loss", "val_auc", "lr", "images_per_s"}
+    assert sorted(ctx.series["val_auc"]) == list(range(1, 7))
+    assert result.epochs == 6 and 1 <= result.best_epoch <= 6 and not result.interrupted
+    best = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] == result.best_epoch
+
+
+def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path: Path) -> None:
+    ref, ref_model, _ = _fit(tmp_path, "ref", epochs=3)
+    # 6 batches per epoch: stop in the middle of epoch 2
+    first, _, _ = _fit(tmp_path, "resumed", epochs=3, stop_after=9)
+    assert first.interrupted and first.epochs == 1
+    second, model, _ = _fit(tmp_path, "resumed", epochs=3)
+    assert not second.interrupted and second.epochs == 3
+    for (k, a), b in zip(ref_model.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert [h["val_auc"] for h in second.history] == [h["val_auc"] for h in ref.history]
+    assert second.best_epoch == ref.best_epoch
+
+
+def test_early_stopping_ends_training(tmp_path: Path) -> None:
+    result, _, _ = _fit(tmp_path, "es", epochs=30, early_stop_patience=1, monitor="val_auc")
+    assert result.stopped_early and result.epochs < 30
+    assert result.epochs == result.best_epoch + 1
+
+
+def test_missing_weights_file_says_how_to_fix(tmp_path: Path) -> None:
+    from engine.train.config import ModelConfig
+
+    with pytest.raises(InputError, match="--weights FILE.*--no-pretrained"):
+        create_model(ModelConfig(name="test_resnet", weights=str(tmp_path / "missing.pth")))
+    with pytest.raises(InputError, match="unknown timm model"):
+        create_model(ModelConfig(name="no_such_net", pretrained=False))
+
+
+def test_local_weights_file_is_loaded_with_a_new_head(tmp_path: Path) -> None:
+    import timm
+
+    torch.manual_seed(1)
+    imagenet = timm.create_model("test_resnet", num_classes=1000)
+    path = tmp_path / "w.pth"
+    torch.save(imagenet.state_dict(), path)
+    from engine.train.config import ModelConfig
+
+    model = create_model(ModelConfig(name="test_resnet", weights=str(path)))
+    assert model.get_classifier().out_features == 2
+    body = {k: v for k, v in imagenet.state_dict().items() if not k.startswith("fc.")}
+    for k, v in body.items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_classify_config_is_frozen_and_complete() -> None:
+    cfg = ClassifyConfig.model_validate({"data": {"format": "csv", "root": "/x"}, "real_fraction": 0.25})
+    assert str(cfg.real_fraction) == "1/4"
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+        cfg.seed = 3  # type: ignore[misc]
