@@ -1,7 +1,117 @@
-"""``ganaug data ...``: demo data generation and data-set checks."""
+"""``ganaug data ...``: demo data generation, data-set checks and the train/val/test split."""
 
 from __future__ import annotations
 
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
 import typer
 
+from engine.data import FORMATS
+
 app = typer.Typer(help="Data sets: generate the procedural demo data, check a data set.", no_args_is_help=True)
+
+DataFormat = StrEnum("DataFormat", {f: f for f in FORMATS})  # typer shows and checks the choices
+
+_FORMAT = typer.Option(..., "--format", "-f", help="Layout of the data set.")
+_ROOT = typer.Option(..., "--root", "-r", help="Folder of the data set (for csv: the CSV or its folder).")
+_JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@app.command()
+def check(
+    fmt: DataFormat = _FORMAT,
+    root: Path = _ROOT,
+    as_json: bool = _JSON,
+    verify: bool = typer.Option(
+        False, "--verify", help="Decode every image fully to catch corrupt or truncated files (slower)."
+    ),
+) -> None:
+    """Read a data set through its adapter and report kept images per class and what was dropped and why."""
+    from engine.data import load_dataset, verify_images
+
+    ds = load_dataset(fmt.value, root)
+    if verify:
+        verify_images(ds)
+    summary = {**ds.summary(), "verified": verify}
+    if as_json:
+        _emit_json(summary)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{fmt.value}: {root}", show_header=True)
+    table.add_column("")
+    table.add_column("images", justify="right")
+    table.add_row("kept", str(ds.n))
+    table.add_row("  melanoma", str(ds.n_melanoma))
+    table.add_row("  benign", str(ds.n_benign))
+    for diagnosis, count in summary["diagnoses"].items():
+        table.add_row(f"    {diagnosis}", str(count))
+    for reason, count in summary["dropped"].items():
+        table.add_row(f"dropped: {reason}", str(count))
+    if verify:
+        table.add_row("decoded without error", str(ds.n))
+    Console(file=sys.stdout).print(table)
+
+
+@app.command()
+def split(
+    fmt: DataFormat = _FORMAT,
+    root: Path = _ROOT,
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write (image_id,image,label,diagnosis,lesion_id,split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    as_json: bool = _JSON,
+) -> None:
+    """Split a data set into train/val/test in the paper's proportions (14,805 / 1,931 / 3,863)."""
+    from engine.data import load_dataset
+    from engine.data.split import split_dataset
+
+    ds = load_dataset(fmt.value, root)
+    parts = split_dataset(ds.records, seed=seed)
+    parts.write_csv(out)
+    summary = {
+        "out": str(out),
+        "seed": seed,
+        **{
+            name: {"n": len(rs), "melanoma": sum(r.label for r in rs), "benign": sum(1 - r.label for r in rs)}
+            for name, rs in parts.parts().items()
+        },
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        for name in ("train", "val", "test"):
+            s = summary[name]
+            print(f"{name:5s} {s['n']:7d} images  {s['melanoma']:6d} melanoma  {s['benign']:6d} benign")
+        print(f"written to {out}", file=sys.stderr)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the demo data sets into."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the generator."),
+    res: int | None = typer.Option(None, "--res", help="Image side in pixels."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Images in the ISIC 2019-layout training set."),
+    as_json: bool = _JSON,
+) -> None:
+    """Generate the procedural lesion data sets (ISIC 2019, derm7pt and Dermofit layouts, Task 2 masks)."""
+    from engine.data.demo import generate_demo
+
+    given = {"seed": seed, "res": res, "n_train": n_train}
+    manifest = generate_demo(out, **{k: v for k, v in given.items() if v is not None})
+    if as_json:
+        _emit_json(manifest)
+        return
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    Console(file=sys.stdout).print(Pretty(manifest))
+    print(f"demo data written to {out}", file=sys.stderr)

@@ -1,0 +1,32 @@
+"""The data layer: lesion records, data-set adapters, splits, real-fraction subsets, the decoded-image cache.
+
+Importing this package is cheap (no numpy/pandas/PIL at import time) so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.data.formats import FORMATS
+from engine.data.records import BENIGN, MELANOMA, Dataset, LesionRecord
+
+__all__ = ["BENIGN", "FORMATS", "MELANOMA", "Dataset", "LesionRecord", "load_dataset", "verify_images"]
+
+
+def load_dataset(format: str, root: Path | str) -> Dataset:
+    """Read the data set of ``format`` under ``root``; InputError (one line, names the file) on bad input.
+
+    Image files are checked to exist, not decoded: use ``verify_images`` (``ganaug data check --verify``)
+    to decode every image once, or let ``ImageCache.load`` catch a corrupt file when it first decodes it.
+    """
+    from engine.data.formats import load
+
+    return load(format, Path(root).expanduser())
+
+
+def verify_images(dataset: Dataset) -> int:
+    """Fully decode every image of ``dataset`` (threaded); InputError naming the first corrupt file."""
+    from engine.data.cache import decode_all
+
+    decode_all([r.image for r in dataset.records], res=None)
+    return dataset.n

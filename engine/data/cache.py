@@ -1,0 +1,238 @@
+"""Decoded-image cache: every image is decoded and resized once per resolution, then served from memory maps.
+
+Layout under ``root`` (e.g. ``<workspace>/cache/images``), one folder per resolution::
+
+    res<R>/index.json          {"entries": {key: [shard, row]}, "files": {abs path: [size, mtime_ns, key]}}
+    res<R>/shard-<uuid>.npy    uint8 (n, R, R, 3) RGB, immutable once renamed into place
+    res<R>/sets/<digest>.npy   an ordered copy of the rows of one requested path list (see ``load``)
+    res<R>/index.lock          flock'ed while the index is merged
+
+``key`` is the BLAKE2b hash of the file's bytes, so copies of a data set share entries and a changed file
+gets a new key (a miss). Hashing 20k JPEGs on every load would cost a full read of the data set, so the
+hash is memoised per path with the file's size and mtime_ns: a changed file changes those and is re-hashed.
+
+Concurrency: shards and set files are written under a temporary name and renamed; the index is re-read and
+merged under an exclusive ``flock`` and replaced atomically, so concurrent processes never corrupt it and
+readers never lock. Two processes that miss the same image at the same moment both decode it; the first
+merge wins and the loser's entries are simply not indexed.
+
+Resizing squashes the aspect ratio to R x R (the paper "resizes to 299x299") with PIL's bilinear filter,
+which widens its support when downscaling (antialiased). JPEGs are first reduced by the decoder's DCT
+scaling (``Image.draft``) to the smallest size still >= R, which decodes large photographs several times
+faster; PNGs are decoded in full.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from engine.errors import InputError
+from engine.fsutil import atomic_path, atomic_write_json
+
+T = TypeVar("T")
+R = TypeVar("R")
+_CHUNK = 256  # images decoded per batch of pool work: bounds memory held by finished-but-unwritten results
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _pool_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+    """``map`` over a thread pool in order, a chunk at a time (PIL and hashlib release the GIL)."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(items), _CHUNK):
+            yield from pool.map(fn, items[start : start + _CHUNK])
+
+
+def decode_image(path: Path, res: int | None) -> np.ndarray:
+    """RGB uint8 array of ``path``, squashed to ``res`` x ``res`` unless ``res`` is None.
+
+    A missing, corrupt or truncated file raises InputError naming it (PIL's ``load`` detects truncation,
+    unlike ``verify``).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if res is not None and im.format == "JPEG":
+                im.draft("RGB", (res, res))
+            rgb = im.convert("RGB")
+            if res is not None:
+                rgb = rgb.resize((res, res), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except FileNotFoundError:
+        raise InputError(f"{path}: image file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def verify_files(paths: Sequence[Path], workers: int | None = None) -> None:
+    """Fully decode every image once (threaded) and keep nothing: a corrupt file raises InputError."""
+    for _ in _pool_map(lambda p: decode_image(p, None).shape, paths, workers or _workers()):
+        pass
+
+
+def file_key(path: Path) -> str:
+    """Content hash of a file (BLAKE2b-128, hex)."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InputError(f"{path}: image file not found") from None
+    return h.hexdigest()
+
+
+@dataclass
+class CacheStats:
+    """Requested images served from the cache (hits) and images decoded (misses), since construction."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+class ImageCache:
+    """Memory-mapped uint8 shards of resized images keyed by (file content hash, resolution)."""
+
+    def __init__(self, root: Path, workers: int | None = None):
+        self.root = Path(root)
+        self.workers = workers or _workers()
+        self.stats = CacheStats()
+        self._maps: dict[Path, np.ndarray] = {}
+
+    def load(self, paths: Sequence[Path], res: int) -> np.ndarray:
+        """Images of ``paths`` as one read-only (N, res, res, 3) uint8 RGB array backed by a memory map.
+
+        The result is a slice of a shard when the rows happen to be stored contiguously in that order (e.g.
+        the first load of a list: its misses are written in request order), otherwise an ordered copy in
+        ``sets/`` named by the hash of the key list, reused by every later load of the same list. Index it
+        per batch (``arr[idx]`` copies just those rows); load a whole split once and index subsets of it
+        rather than loading many different lists, each of which materialises its own set file.
+        """
+        if res < 1:
+            raise ValueError(f"res must be positive, got {res}")
+        d = self.root / f"res{res}"
+        paths = [Path(p).absolute() for p in paths]
+        index = _read_index(d)
+        keys, memo = self._keys(paths, index["files"])
+        entries: dict[str, list[Any]] = index["entries"]
+        shards = _shard_names(d)
+        missing = list(dict.fromkeys(k for k in keys if entries.get(k, [None])[0] not in shards))
+        miss_set = set(missing)
+        self.stats.misses += len(missing)
+        self.stats.hits += sum(k not in miss_set for k in keys)
+        new: dict[str, list[Any]] = {}
+        if missing:
+            path_of = dict(zip(keys, paths, strict=True))
+            shard = self._write_shard(d, [path_of[k] for k in missing], res)
+            new = {k: [shard.name, i] for i, k in enumerate(missing)}
+        if new or memo:
+            entries = self._merge(d, new, memo)
+        if new and all(entries[k][0] != shard.name for k in new):
+            shard.unlink()  # another process indexed all of these first
+        return self._assemble(d, [entries[k] for k in keys], keys, res)
+
+    # -- keys ------------------------------------------------------------------------------------------
+    def _keys(self, paths: list[Path], files: dict[str, list[Any]]) -> tuple[list[str], dict[str, list[Any]]]:
+        """Content key per path, re-hashing only files whose (size, mtime_ns) changed; returns the new memos."""
+        stats: dict[Path, list[int]] = {}
+        for p in dict.fromkeys(paths):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                raise InputError(f"{p}: image file not found") from None
+            stats[p] = [st.st_size, st.st_mtime_ns]
+        stale = [p for p, s in stats.items() if files.get(str(p), [None, None])[:2] != s]
+        memo = {str(p): [*stats[p], k] for p, k in zip(stale, _pool_map(file_key, stale, self.workers), strict=True)}
+        known = {**files, **memo}
+        return [known[str(p)][2] for p in paths], memo
+
+    # -- shards ----------------------------------------------------------------------------------------
+    def _write_shard(self, d: Path, paths: list[Path], res: int) -> Path:
+        shard = d / f"shard-{uuid.uuid4().hex}.npy"
+        with atomic_path(shard) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), res, res, 3))
+            for i, img in enumerate(_pool_map(lambda p: decode_image(p, res), paths, self.workers)):
+                out[i] = img
+            out.flush()
+            del out
+        return shard
+
+    def _map(self, path: Path) -> np.ndarray:
+        if path not in self._maps:
+            self._maps[path] = np.load(path, mmap_mode="r")
+        return self._maps[path]
+
+    def _merge(self, d: Path, new: dict[str, list[Any]], memo: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Add our entries and hash memos to the on-disk index under the lock; returns the merged entries."""
+        with _locked(d):
+            index = _read_index(d)
+            shards = _shard_names(d)
+            for k, v in new.items():
+                current = index["entries"].get(k)
+                if current is None or current[0] not in shards:
+                    index["entries"][k] = v
+            index["files"].update(memo)
+            atomic_write_json(d / "index.json", index)
+        return index["entries"]
+
+    def _assemble(self, d: Path, where: list[list[Any]], keys: list[str], res: int) -> np.ndarray:
+        if not where:
+            return np.zeros((0, res, res, 3), dtype=np.uint8)
+        shards = {w[0] for w in where}
+        rows = np.array([w[1] for w in where])
+        if len(shards) == 1 and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+            return self._map(d / where[0][0])[rows[0] : rows[0] + len(rows)]
+        digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=16).hexdigest()
+        target = d / "sets" / f"{digest}.npy"
+        if not target.is_file():
+            with atomic_path(target) as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(where), res, res, 3))
+                for name in sorted(shards):
+                    sel = np.array([i for i, w in enumerate(where) if w[0] == name])
+                    out[sel] = self._map(d / name)[rows[sel]]
+                out.flush()
+                del out
+        return self._map(target)
+
+
+def _shard_names(d: Path) -> set[str]:
+    return {p.name for p in d.glob("shard-*.npy")}
+
+
+def _read_index(d: Path) -> dict[str, Any]:
+    try:
+        index = json.loads((d / "index.json").read_text())
+    except FileNotFoundError:
+        return {"entries": {}, "files": {}}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{d / 'index.json'}: unreadable image-cache index ({exc}); delete the folder") from None
+    return index
+
+
+@contextmanager
+def _locked(d: Path) -> Iterator[None]:
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "index.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,109 @@
+"""Deterministic train / val / test split in the paper's proportions, stratified by label, grouped by lesion.
+
+The paper split the 20,599 non-carcinoma ISIC 2019 images into 14,805 / 1,931 / 3,863. ``split_dataset``
+scales those proportions to any data-set size:
+
+1. Records are grouped by lesion id (image id when unknown), so one lesion never straddles splits; a group
+   counts as melanoma if any of its images is.
+2. Within each class the groups are put in a seeded random order (the order of the input does not matter:
+   groups are sorted by id first), melanoma groups first.
+3. Walking that sequence, each group goes to the split whose count lags its target share of everything
+   assigned so far the most (largest-deficit apportionment). Every prefix is then within one image of
+   the proportions when groups are single images, so the split sizes are within 1 of the exact
+   proportions and so is each split's melanoma count; with multi-image lesions the deviation is at most
+   about one group.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.data.records import LesionRecord, read_csv_rows
+from engine.errors import InputError
+from engine.fsutil import atomic_write_text
+
+PAPER_SPLIT = (14805, 1931, 3863)
+SPLIT_NAMES = ("train", "val", "test")
+CSV_COLUMNS = ("image_id", "image", "label", "diagnosis", "lesion_id", "split")
+
+
+@dataclass
+class Split:
+    """The three parts of a split, each in a deterministic order."""
+
+    train: list[LesionRecord]
+    val: list[LesionRecord]
+    test: list[LesionRecord]
+
+    def parts(self) -> dict[str, list[LesionRecord]]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return (len(self.train), len(self.val), len(self.test))
+
+    def write_csv(self, path: Path | str) -> None:
+        """Write one row per record (atomically) so the split can be inspected, versioned and reused."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        for name, records in self.parts().items():
+            for r in records:
+                w.writerow([r.image_id, str(r.image), r.label, r.diagnosis, r.lesion_id or "", name])
+        atomic_write_text(path, buf.getvalue())
+
+    @classmethod
+    def read_csv(cls, path: Path | str, records: Sequence[LesionRecord]) -> Split:
+        """Rebuild a split written by ``write_csv`` from the current records (matched by image id).
+
+        The CSV fixes membership; the records supply paths, so a moved data set still loads. A split id
+        that is not among ``records`` is an InputError (the split belongs to another data set or version).
+        """
+        path = Path(path)
+        by_id = {r.image_id: r for r in records}
+        parts: dict[str, list[LesionRecord]] = {name: [] for name in SPLIT_NAMES}
+        seen: set[str] = set()
+        for line, row in read_csv_rows(path, ("image_id", "split")):
+            if row["split"] not in parts:
+                raise InputError(f"{path}, line {line}: split {row['split']!r} is not one of {', '.join(SPLIT_NAMES)}")
+            record = by_id.get(row["image_id"])
+            if record is None:
+                raise InputError(f"{path}, line {line}: image id {row['image_id']!r} is not in the data set")
+            if row["image_id"] in seen:
+                raise InputError(f"{path}, line {line}: image id {row['image_id']!r} listed twice")
+            seen.add(row["image_id"])
+            parts[row["split"]].append(record)
+        return cls(**parts)
+
+
+def split_dataset(
+    records: Sequence[LesionRecord], seed: int = 0, sizes: Sequence[int] = PAPER_SPLIT
+) -> Split:
+    """Split ``records`` into train/val/test with the proportions of ``sizes`` (see the module doc)."""
+    import numpy as np
+
+    if len(sizes) != 3 or min(sizes) < 0 or sum(sizes) <= 0:
+        raise ValueError(f"sizes must be three non-negative counts with a positive sum, got {tuple(sizes)}")
+    share = np.asarray(sizes, dtype=float) / float(sum(sizes))
+    groups: dict[str, list[LesionRecord]] = defaultdict(list)
+    for r in records:
+        groups[r.group].append(r)
+    order: list[str] = []
+    for label in (1, 0):
+        ids = sorted(g for g, rs in groups.items() if max(r.label for r in rs) == label)
+        rng = np.random.default_rng([seed, label])
+        order += [ids[i] for i in rng.permutation(len(ids))]
+    counts = np.zeros(3)
+    assigned: list[list[LesionRecord]] = [[], [], []]
+    for g in order:
+        members = sorted(groups[g], key=lambda r: r.image_id)
+        total = counts.sum() + len(members)
+        s = int(np.argmax(share * total - counts))
+        counts[s] += len(members)
+        assigned[s] += members
+    return Split(*(sorted(part, key=lambda r: r.image_id) for part in assigned))
