@@ -1,9 +1,376 @@
-"""``ganaug runs|queue|engine|run``: the run store, the queue and the background engine."""
+"""``ganaug runs|queue|engine|run``: the run store, the queue and the background engine.
+
+Only the store (sqlite3, json) is imported at module level; torch and friends load inside the worker.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from engine import store as st
+from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError, RunFailed
+
+Workspace = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar=st.WORKSPACE_ENV, show_default="./runs",
+    help="Run store folder (env GANAUG_WORKSPACE).")]
+Json = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+# States in which a run will not change again by itself (wait/follow stop there).
+_DONE = (*st.TERMINAL, st.INTERRUPTED)
+RunIds = Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")]
+
+runs_app = typer.Typer(help="Inspect and manage runs.", no_args_is_help=True)
+queue_app = typer.Typer(help="Pause or resume the whole queue.", no_args_is_help=True)
+engine_app = typer.Typer(help="The background engine that executes queued runs.", no_args_is_help=True)
+
+
+def _store(workspace: Path | None, *, readonly: bool = False) -> st.Store:
+    return st.open_store(workspace, readonly=readonly)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _when(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%m-%d %H:%M:%S") if t else "-"
+
+
+def _progress_text(run: st.Run) -> str:
+    p = run.progress
+    if not p or not p.get("total"):
+        return ""
+    return f"{100 * p['done'] / p['total']:.0f}% {p.get('desc', '')}".strip()
+
+
+# ------------------------------------------------------------------------------------------ runs
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[list[str] | None, typer.Option("--status", "-s", help="Only these states (repeat).")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", "-k", help="Only these kinds (repeat).")] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", "-e")] = None,
+    json_out: Json = False,
+    workspace: Workspace = None,
+) -> None:
+    """List runs in creation order."""
+    for s in status or []:
+        if s not in st.STATES:
+            raise InputError(f"--status {s!r}: expected one of {', '.join(st.STATES)}")
+    with _store(workspace, readonly=True) as store:
+        runs = store.list_runs(status=status, kind=kind, experiment=experiment)
+    if json_out:
+        print(json.dumps([r.to_dict() for r in runs]))
+        return
+    lines = [f"{'ID':<44} {'KIND':<10} {'STATUS':<17} {'PRI':>3} {'SLOT':<10} {'STARTED':<14} PROGRESS"]
+    lines += [f"{r.id:<44} {r.kind:<10} {r.status:<17} {r.priority:>3} {r.slot or '-':<10} "
+              f"{_when(r.started):<14} {_progress_text(r)}" for r in runs]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument()], json_out: Json = False, workspace: Workspace = None) -> None:
+    """Everything about one run: row, parents, children, last events."""
+    with _store(workspace, readonly=True) as store:
+        run = store.get_run(run_id)
+        doc = run.to_dict() | {"children": store.children(run.id), "run_dir": str(store.run_dir(run.id)),
+                               "events": store.events(run.id)[-20:]}
+    if json_out:
+        print(json.dumps(doc))
+        return
+    for key in ("id", "kind", "label", "experiment", "status", "exit_reason", "priority", "attempt", "slot",
+                "pid", "host", "config_hash", "seed", "parents", "children", "run_dir"):
+        print(f"{key:<12} {doc[key]}")
+    for key in ("created", "started", "ended", "heartbeat"):
+        print(f"{key:<12} {_when(doc[key])}")
+    print(f"{'progress':<12} {_progress_text(run) or '-'}")
+    print(f"{'config':<12} {json.dumps(run.config, sort_keys=True)}")
+    for ev in doc["events"]:
+        print(f"  {_when(ev['time'])} {ev['kind']} {ev['message']}")
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: Annotated[str, typer.Argument()],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    workspace: Workspace = None,
+) -> None:
+    """Print a run's log.txt (with -f: follow it until the run ends)."""
+    with _store(workspace, readonly=True) as store:
+        run = store.get_run(run_id)
+        path = store.run_dir(run.id) / "log.txt"
+        pos = 0
+        while True:
+            # Look at the state before reading, so the bytes written just before the end are printed.
+            ended = follow and store.get_run(run.id).status in _DONE
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                pos += len(chunk)
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            if not follow or ended:
+                break
+            time.sleep(0.2)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
+    """Cancel runs: waiting ones end now; running ones stop gracefully (checkpoint, then SIGKILL after grace)."""
+    with _store(workspace) as store:
+        for rid in run_ids:
+            run = store.get_run(rid)
+            new = store.request_cancel(run.id)
+            if new in st.ACTIVE and run.engine_pid is None and run.pid:
+                _signal(run.pid, signal.SIGTERM, group=False)  # a foreground run: ask it directly
+            _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run_ids: RunIds,
+    restart: Annotated[bool, typer.Option("--restart", help="Drop checkpoints: start from scratch.")] = False,
+    workspace: Workspace = None,
+) -> None:
+    """Re-queue failed/cancelled/interrupted/dependency-failed runs (attempt + 1; children wait again)."""
+    with _store(workspace) as store:
+        for rid in run_ids:
+            run = store.get_run(rid)
+            _err(f"{run.id}: {store.retry(run.id, restart=restart)}")
+
+
+@runs_app.command("rm")
+def runs_rm(run_ids: RunIds, workspace: Workspace = None) -> None:
+    """Delete runs (row, metrics, events and folder). Refuses running ones."""
+    with _store(workspace) as store:
+        for rid in store.remove(run_ids):
+            _err(f"{rid}: removed")
+
+
+@runs_app.command("priority")
+def runs_priority(run_id: Annotated[str, typer.Argument()], priority: Annotated[int, typer.Argument()],
+                  workspace: Workspace = None) -> None:
+    """Reorder: higher priority starts first (then first come, first served)."""
+    with _store(workspace) as store:
+        store.set_priority(run_id, priority)
+
+
+@runs_app.command("pause")
+def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
+    """Hold waiting runs; suspend running ones (SIGSTOP) until ``runs resume``."""
+    with _store(workspace) as store:
+        for rid in run_ids:
+            run = store.get_run(rid)
+            store.set_paused(run.id, True)
+            if run.status == st.RUNNING:
+                _signal(run.pid, signal.SIGSTOP, group=run.engine_pid is not None)
+            _err(f"{run.id}: paused")
+
+
+@runs_app.command("resume")
+def runs_resume(run_ids: RunIds, workspace: Workspace = None) -> None:
+    """Undo ``runs pause``."""
+    with _store(workspace) as store:
+        for rid in run_ids:
+            run = store.get_run(rid)
+            new = store.set_paused(run.id, False)
+            if new == st.RUNNING:
+                _signal(run.pid, signal.SIGCONT, group=run.engine_pid is not None)
+            _err(f"{run.id}: {new}")
+
+
+@runs_app.command("wait")
+def runs_wait(
+    run_ids: RunIds,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+    json_out: Json = False,
+    workspace: Workspace = None,
+) -> None:
+    """Wait until the runs end; exit 1 if any did not succeed (or on timeout)."""
+    from engine.runner import outcome
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _store(workspace, readonly=True) as store:
+        ids = [store.resolve(r) for r in run_ids]
+        while True:
+            runs = [store.get_run(r) for r in ids]
+            pending = [r.id for r in runs if r.status not in _DONE]
+            if not pending or (deadline is not None and time.monotonic() > deadline):
+                break
+            time.sleep(0.2)
+        docs = [outcome(store, r) for r in ids]
+    if json_out:
+        print(json.dumps(docs))
+    if pending:
+        raise RunFailed(f"timed out after {timeout} s waiting for {', '.join(pending)}")
+    bad = [d for d in docs if d["status"] != st.SUCCEEDED]
+    for d in docs:
+        _err(f"{d['run_id']}: {d['status']}")
+    if bad:
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _signal(pid: int | None, sig: int, *, group: bool) -> None:
+    if not pid:
+        return
+    try:
+        (os.killpg if group else os.kill)(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise InputError(f"cannot signal process {pid}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------------------------------ queue
+@queue_app.command("pause")
+def queue_pause(workspace: Workspace = None) -> None:
+    """No new runs start; running ones go on."""
+    with _store(workspace) as store:
+        store.set_queue_paused(True)
+    _err("queue paused")
+
+
+@queue_app.command("resume")
+def queue_resume(workspace: Workspace = None) -> None:
+    """Let the engine start queued runs again."""
+    with _store(workspace) as store:
+        store.set_queue_paused(False)
+    _err("queue resumed")
+
+
+# ------------------------------------------------------------------------------------------ engine
+@engine_app.command("start")
+def engine_start(
+    cpu_slots: Annotated[int, typer.Option("--cpu-slots", help="Parallel runs when no GPU is visible.")] = 1,
+    no_gpus: Annotated[bool, typer.Option("--no-gpus", help="Ignore GPUs: CPU slots only.")] = False,
+    on_interrupted: Annotated[str, typer.Option(
+        "--on-interrupted", help="Interrupted runs at start: resume | restart | leave.")] = "resume",
+    grace: Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
+    json_out: Json = False,
+    workspace: Workspace = None,
+) -> None:
+    """Start the detached engine (exactly one per store; a second start reports the running one)."""
+    from engine.daemon import start_engine
+
+    ws = st.resolve_workspace(workspace)
+    started, info = start_engine(ws, cpu_slots=cpu_slots, use_gpus=not no_gpus, policy=on_interrupted,
+                                 grace=grace)
+    if json_out:
+        print(json.dumps({"started": started, **info}))
+    slots = ", ".join(s["name"] for s in info.get("slots", []))
+    _err(f"engine started (pid {info.get('pid')}, slots {slots})" if started
+         else f"engine already running (pid {info.get('pid')})")
+
+
+@engine_app.command("stop")
+def engine_stop(
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Wait at most this long.")] = None,
+    workspace: Workspace = None,
+) -> None:
+    """Graceful stop: runs checkpoint and end interrupted (re-queued at the next start per its policy)."""
+    from engine.daemon import stop_engine
+
+    info = stop_engine(st.resolve_workspace(workspace), timeout)
+    _err("engine is not running" if info is None else f"engine (pid {info['pid']}) stopped")
+
+
+@engine_app.command("status")
+def engine_status(json_out: Json = False, workspace: Workspace = None) -> None:
+    """Whether an engine serves the store, its slots, the queue."""
+    from engine.daemon import engine_info
+
+    ws = st.resolve_workspace(workspace)
+    info = engine_info(ws)
+    with _store(ws, readonly=True) as store:
+        counts = store.counts()
+        running = store.list_runs(status=st.ACTIVE)
+        paused = store.queue_paused()
+    by_slot = {r.slot: r.id for r in running if info and r.engine_pid == info.get("pid")}
+    doc: dict[str, Any] = {
+        "running": info is not None, "pid": info.get("pid") if info else None, "workspace": str(ws),
+        "queue_paused": paused, "queued": counts.get(st.QUEUED, 0), "blocked": counts.get(st.BLOCKED, 0),
+        "running_runs": [r.id for r in running], "counts": counts,
+        "slots": [s | {"run_id": by_slot.get(s["name"])} for s in (info or {}).get("slots", [])],
+        "policy": info.get("policy") if info else None,
+    }
+    if json_out:
+        print(json.dumps(doc))
+        return
+    state = f"running (pid {doc['pid']})" if doc["running"] else "not running"
+    print(f"engine: {state}; queue {'paused' if paused else 'active'}; {doc['queued']} queued, "
+          f"{doc['blocked']} blocked, {len(doc['running_runs'])} running")
+    for s in doc["slots"]:
+        print(f"  {s['name']:<8} {s['run_id'] or 'idle'}")
+
+
+# ------------------------------------------------------------------------------------------ run
+def parse_sets(sets: list[str], config: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (value parsed as JSON when it is valid JSON, else a string)."""
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise InputError(f"--set {item!r}: expected key.path=value")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = config
+        *path, last = key.split(".")
+        for part in path:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise InputError(f"--set {item!r}: {part!r} is not a mapping in the config")
+            node = child
+        node[last] = value
+    return config
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"--config {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--config {path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"--config {path}: expected a JSON object at the top level")
+    return doc
+
+
+def run_command(
+    kind: Annotated[str, typer.Argument(help="Run kind (sleep, count, fail, classify, ...).")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="JSON file with the run's config.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override key.path=value (repeat).")] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l")] = None,
+    after: Annotated[list[str] | None, typer.Option("--after", help="Start only after this run succeeded.")] = None,
+    priority: Annotated[int, typer.Option("--priority", "-p")] = 0,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Only enqueue (the engine runs it).")] = False,
+    json_out: Json = False,
+    workspace: Workspace = None,
+) -> None:
+    """Enqueue a run and execute it in the foreground (or only enqueue it with --detach)."""
+    from engine.runner import launch
+
+    cfg = parse_sets(sets or [], load_config(config))
+    code = launch(kind, cfg, label=label, workspace=workspace, detach=detach, json_out=json_out,
+                  priority=priority, parents=after or ())
+    if code != EXIT_OK:
+        raise typer.Exit(code)
 
 
 def install(app: typer.Typer) -> None:
     """Add this area's commands and sub-apps to the root app."""
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(queue_app, name="queue")
+    app.add_typer(engine_app, name="engine")
+    app.command("run")(run_command)

@@ -1,0 +1,400 @@
+"""The background engine: one detached daemon per store that starts queued runs in slots.
+
+- Exactly one engine per workspace: it holds ``fcntl.flock`` on ``<workspace>/engine.lock`` for its life.
+  The kernel drops the lock when the process dies (kill -9 included), so a dead engine's lock is simply
+  taken over by the next start; ``engine.pid`` (JSON) says who holds it.
+- Slots: one per visible CUDA GPU (the run gets that GPU in ``CUDA_VISIBLE_DEVICES``), else ``cpu_slots``.
+- Each run executes in its own subprocess and process group (``python -m engine.worker``): a crash,
+  segfault, OOM or kill of a run never takes the engine down, and the worker dies with the engine
+  (PR_SET_PDEATHSIG), so no run ever goes on unsupervised.
+- Crash recovery: on start, runs left running by a dead engine (or a dead foreground ``ganaug run``) are
+  marked interrupted, then the policy applies to every interrupted run: ``resume`` (re-queue; the kind
+  resumes from its checkpoint), ``restart`` (drop checkpoints, re-queue) or ``leave`` (until ``runs retry``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from engine import store as st
+from engine.errors import InputError, RunFailed
+from engine.fsutil import atomic_write_json
+from engine.store.provenance import host as this_host
+from engine.worker import ENGINE_PID_ENV, SLOT_ENV
+
+LOCK_FILE, PID_FILE, LOG_FILE = "engine.lock", "engine.pid", "engine.log"
+POLICIES = ("resume", "restart", "leave")
+EXIT_ALREADY_RUNNING = 3
+POLL_S = float(os.environ.get("GANAUG_POLL", "0.5"))
+ORPHAN_CHECK_S = 5.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str  # "gpu<index>" or "cpu<n>"
+    gpu: str | None = None  # the CUDA device id the run sees as its only GPU
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpu is not None else "cpu"
+
+
+def detect_gpus() -> list[str]:
+    """Visible CUDA devices without importing torch: ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi -L``,
+    else (only when an NVIDIA driver is present) torch."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        out = []
+        for dev in (d.strip() for d in cvd.split(",")):
+            if not dev or dev.startswith("-"):
+                break  # CUDA ignores everything after an invalid entry
+            out.append(dev)
+        return out
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+        except (subprocess.SubprocessError, OSError):
+            return []
+        return [str(i) for i, line in enumerate(ln for ln in listing.splitlines() if ln.startswith("GPU "))]
+    if Path("/proc/driver/nvidia").exists():
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def make_slots(cpu_slots: int = 1, use_gpus: bool = True) -> list[Slot]:
+    gpus = detect_gpus() if use_gpus else []
+    if gpus:
+        return [Slot(f"gpu{g}", gpu=g) for g in gpus]
+    if cpu_slots < 1:
+        raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
+    return [Slot(f"cpu{i}") for i in range(cpu_slots)]
+
+
+# ------------------------------------------------------------------------------------------ lock & info
+def _try_lock(path: Path, wait_s: float = 0.0) -> IO[bytes] | None:
+    """The open, exclusively flocked lock file, or None if another process holds it for ``wait_s``."""
+    fh = open(path, "a+b")  # noqa: SIM115 (held open for the daemon's life)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                fh.close()
+                return None
+            time.sleep(0.02)
+
+
+def engine_info(workspace: Path) -> dict[str, Any] | None:
+    """``engine.pid`` of the live engine serving ``workspace``, or None when no engine holds the lock."""
+    lock = workspace / LOCK_FILE
+    if not lock.exists():
+        return None
+    with open(lock, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: an engine is alive
+        else:
+            return None  # free (closing the file releases our probe)
+    try:
+        return json.loads((workspace / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return {"pid": None, "ready": False}  # starting up: lock taken, pid file not written yet
+
+
+def _alive(pid: int | None, needle: str | None = None) -> bool:
+    """Process ``pid`` exists, is no zombie and (if given) has ``needle`` in its command line."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return needle is None or needle in " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _signal_group(pid: int | None, sig: int) -> None:
+    if pid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+
+# ------------------------------------------------------------------------------------------ the engine
+@dataclass
+class _Child:
+    run_id: str
+    slot: Slot
+    proc: subprocess.Popen[bytes]
+    term_sent: float | None = None
+    cancelled: bool = False
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+
+class Engine:
+    """The daemon's state and loop (``serve``). Runs in the foreground of its own process."""
+
+    def __init__(self, workspace: Path, slots: list[Slot], *, policy: str = "resume", grace: float = 30.0,
+                 poll: float = POLL_S) -> None:
+        if policy not in POLICIES:
+            raise InputError(f"--on-interrupted must be one of {', '.join(POLICIES)} (got {policy!r})")
+        self.workspace, self.slots, self.policy, self.grace, self.poll = workspace, slots, policy, grace, poll
+        self.children: dict[str, _Child] = {}  # slot name -> child
+        self.stopping = False
+        self.pid = os.getpid()
+
+    def say(self, msg: str) -> None:
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} engine[{self.pid}] {msg}", flush=True)
+
+    def serve(self) -> int:
+        lock = _try_lock(self.workspace / LOCK_FILE, wait_s=1.0)
+        if lock is None:
+            info = engine_info(self.workspace) or {}
+            self.say(f"another engine (pid {info.get('pid')}) serves {self.workspace}; exiting")
+            return EXIT_ALREADY_RUNNING
+        try:
+            self.store = st.Store(self.workspace)
+            old = self.workspace / PID_FILE
+            if old.exists():
+                self.say(f"took over the lock of a dead engine ({old.read_text().strip()[:120]})")
+            self._write_pid_file(ready=False)
+            signal.signal(signal.SIGTERM, self._on_stop)
+            signal.signal(signal.SIGINT, self._on_stop)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            self.recover()
+            self._write_pid_file(ready=True)
+            self.say(f"serving {self.workspace} with slots {', '.join(s.name for s in self.slots)}")
+            last_orphan_check = time.monotonic()
+            while not self.stopping:
+                self.tick()
+                if time.monotonic() - last_orphan_check > ORPHAN_CHECK_S:
+                    self.reap_orphans()
+                    last_orphan_check = time.monotonic()
+                time.sleep(self.poll)
+            self.shutdown()
+            return 0
+        finally:
+            with contextlib.suppress(OSError):
+                info = json.loads((self.workspace / PID_FILE).read_text())
+                if info.get("pid") == self.pid:
+                    (self.workspace / PID_FILE).unlink()
+            lock.close()
+
+    def _write_pid_file(self, *, ready: bool) -> None:
+        atomic_write_json(self.workspace / PID_FILE, {
+            "pid": self.pid, "ready": ready, "started": time.time(), "policy": self.policy, "grace": self.grace,
+            "slots": [{"name": s.name, "device": s.device, "gpu": s.gpu} for s in self.slots]})
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    # -- recovery
+    def reap_orphans(self) -> list[str]:
+        """Runs marked running/paused whose supervisor is gone become interrupted (their worker is killed)."""
+        found = []
+        mine = {c.run_id for c in self.children.values()}
+        host = this_host()
+        for run in self.store.list_runs(status=st.ACTIVE):
+            if run.id in mine or run.pid is None and run.foreground_pid is None:
+                continue  # ours, or a held (paused, never started) run
+            if run.host not in (None, host):
+                continue  # started on another machine: nothing we can check
+            if run.engine_pid is not None and run.engine_pid != self.pid:
+                if _alive(run.pid, run.id):
+                    _signal_group(run.pid, signal.SIGKILL)
+                reason = f"engine {run.engine_pid} died"
+            elif run.foreground_pid is not None:
+                if _alive(run.foreground_pid):
+                    continue
+                reason = f"foreground process {run.foreground_pid} died"
+            else:
+                reason = "worker lost"
+            if self.store.finish(run.id, st.INTERRUPTED, reason, only_if_active=True):
+                self.say(f"run {run.id} interrupted: {reason}")
+                found.append(run.id)
+        return found
+
+    def recover(self) -> None:
+        self.reap_orphans()
+        if self.policy == "leave":
+            return
+        for run in self.store.list_runs(status=st.INTERRUPTED):
+            try:
+                self.store.retry(run.id, restart=self.policy == "restart")
+            except InputError as exc:  # e.g. its parent was removed or ended badly meanwhile
+                self.say(f"run {run.id} stays interrupted: {exc}")
+            else:
+                self.say(f"run {run.id} re-queued ({self.policy})")
+
+    # -- the loop
+    def tick(self) -> None:
+        for slot_name, child in list(self.children.items()):
+            rc = child.proc.poll()
+            if rc is not None:
+                self._reap(child, rc)
+                del self.children[slot_name]
+        self._handle_cancels()
+        if self.stopping or self.store.queue_paused():
+            return
+        free = [s for s in self.slots if s.name not in self.children]
+        if not free:
+            return
+        for run_id in self.store.runnable(len(free)):
+            if not free:
+                break
+            slot = free[0]
+            if self.store.claim(run_id, slot=slot.name, engine_pid=self.pid):
+                free.pop(0)
+                self._spawn(run_id, slot)
+
+    def _spawn(self, run_id: str, slot: Slot) -> None:
+        env = dict(os.environ)
+        env.update({ENGINE_PID_ENV: str(self.pid), SLOT_ENV: slot.name, "CUDA_VISIBLE_DEVICES": slot.gpu or ""})
+        log = open(self.store.run_dir(run_id) / "log.txt", "ab")  # noqa: SIM115 (closed when reaped)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "engine.worker", str(self.workspace), run_id],
+                                    env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        except OSError as exc:
+            log.close()
+            self.store.finish(run_id, st.FAILED, f"could not start the worker: {exc}")
+            return
+        self.store.set_pid(run_id, proc.pid)
+        self.children[slot.name] = _Child(run_id, slot, proc, log=log)
+        self.say(f"run {run_id} started in slot {slot.name} (pid {proc.pid})")
+
+    def _reap(self, child: _Child, rc: int) -> None:
+        """A worker exited; if it could not record its own outcome (crash, kill), record it here."""
+        if child.log is not None:
+            child.log.close()
+        if child.cancelled:
+            status, reason = st.CANCELLED, "cancelled by user (killed after the grace period)"
+        elif self.stopping:
+            status, reason = st.INTERRUPTED, "engine stopped"
+        else:
+            status = st.FAILED
+            reason = (f"worker killed by signal {signal.Signals(-rc).name}" if rc < 0
+                      else f"worker exited with code {rc} without recording an outcome")
+        if self.store.finish(child.run_id, status, reason, only_if_active=True):
+            self.say(f"run {child.run_id} {status}: {reason}")
+        else:
+            self.say(f"run {child.run_id} ended ({self.store.get_run(child.run_id).status})")
+
+    def _handle_cancels(self) -> None:
+        if not self.children:
+            return
+        flagged = {r.id for r in self.store.list_runs(status=st.ACTIVE) if r.cancel_requested}
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.run_id in flagged and child.term_sent is None:
+                child.cancelled = True
+                self._terminate(child)
+            elif child.term_sent is not None and now - child.term_sent > self.grace:
+                _signal_group(child.proc.pid, signal.SIGKILL)
+
+    def _terminate(self, child: _Child) -> None:
+        child.term_sent = time.monotonic()
+        _signal_group(child.proc.pid, signal.SIGCONT)  # a paused (stopped) run must be able to react
+        _signal_group(child.proc.pid, signal.SIGTERM)
+
+    def shutdown(self) -> None:
+        """Graceful stop: SIGTERM every run (they checkpoint and end interrupted), SIGKILL after the grace."""
+        self.say("stopping")
+        for child in self.children.values():
+            self._terminate(child)
+        deadline = time.monotonic() + self.grace
+        while self.children:
+            for slot_name, child in list(self.children.items()):
+                rc = child.proc.poll()
+                if rc is not None:
+                    self._reap(child, rc)
+                    del self.children[slot_name]
+                elif time.monotonic() > deadline:
+                    _signal_group(child.proc.pid, signal.SIGKILL)
+            time.sleep(0.02)
+        self.say("stopped")
+
+
+# ------------------------------------------------------------------------------------------ client side
+def start_engine(workspace: Path, *, cpu_slots: int = 1, use_gpus: bool = True, policy: str = "resume",
+                 grace: float = 30.0, timeout: float = 60.0) -> tuple[bool, dict[str, Any]]:
+    """Start a detached engine for ``workspace``; returns (started_by_us, engine info).
+
+    (False, info) means an engine was already serving this store (a concurrent start lost the race)."""
+    if policy not in POLICIES:
+        raise InputError(f"--on-interrupted must be one of {', '.join(POLICIES)} (got {policy!r})")
+    if cpu_slots < 1:
+        raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
+    st.open_store(workspace).close()  # surfaces a read-only workspace or a newer schema here, as one line
+    info = engine_info(workspace)
+    if info is not None:
+        return False, info
+    cmd = [sys.executable, "-m", "engine.daemon", str(workspace), "--cpu-slots", str(cpu_slots),
+           "--on-interrupted", policy, "--grace", str(grace)] + ([] if use_gpus else ["--no-gpus"])
+    with open(workspace / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rc = proc.poll()
+        if rc == EXIT_ALREADY_RUNNING:
+            return False, engine_info(workspace) or {}
+        if rc is not None:
+            raise RunFailed(f"the engine exited at start (code {rc}); see {workspace / LOG_FILE}")
+        info = engine_info(workspace)
+        if info and info.get("pid") == proc.pid and info.get("ready"):
+            return True, info
+        time.sleep(0.02)
+    raise RunFailed(f"the engine did not become ready within {timeout:.0f} s; see {workspace / LOG_FILE}")
+
+
+def stop_engine(workspace: Path, timeout: float | None = None) -> dict[str, Any] | None:
+    """Ask the engine to stop gracefully and wait until it released the lock; its info, or None if none ran."""
+    info = engine_info(workspace)
+    if info is None or not info.get("pid"):
+        return None
+    os.kill(int(info["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + (timeout if timeout is not None else float(info.get("grace", 30)) + 30)
+    while engine_info(workspace) is not None:
+        if time.monotonic() > deadline:
+            raise RunFailed(f"the engine (pid {info['pid']}) did not stop in time; it keeps stopping in background")
+        time.sleep(0.05)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.daemon WORKSPACE ...``: the daemon process itself (started by ``start_engine``)."""
+    ap = argparse.ArgumentParser(prog="python -m engine.daemon")
+    ap.add_argument("workspace", type=Path)
+    ap.add_argument("--cpu-slots", type=int, default=1)
+    ap.add_argument("--no-gpus", action="store_true")
+    ap.add_argument("--on-interrupted", choices=POLICIES, default="resume")
+    ap.add_argument("--grace", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    slots = make_slots(args.cpu_slots, use_gpus=not args.no_gpus)
+    engine = Engine(args.workspace.absolute(), slots, policy=args.on_interrupted, grace=args.grace)
+    return engine.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

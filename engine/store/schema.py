@@ -1,0 +1,71 @@
+"""Store schema and its forward migrations (``PRAGMA user_version`` = number of migrations applied).
+
+Each migration is a list of statements applied in one write transaction, so a store is never left
+half-migrated. Append new migrations; never edit a shipped one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: initial schema
+    [
+        """CREATE TABLE experiments (
+            name TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            spec TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE runs (
+            seq INTEGER PRIMARY KEY,            -- creation order: FIFO within a priority
+            id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            label TEXT,
+            experiment TEXT REFERENCES experiments(name),
+            config TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            slot TEXT,
+            created REAL NOT NULL,
+            started REAL,
+            ended REAL,
+            pid INTEGER,
+            engine_pid INTEGER,                 -- the engine that launched it (NULL: foreground / not started)
+            foreground_pid INTEGER,             -- set while a `ganaug run` process owns it in the foreground
+            host TEXT,
+            heartbeat REAL,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            exit_reason TEXT,
+            progress TEXT,                      -- JSON {done, total, desc, time}
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX runs_status ON runs(status, priority DESC, seq)",
+        "CREATE INDEX runs_kind ON runs(kind)",
+        "CREATE INDEX runs_experiment ON runs(experiment)",
+        """CREATE TABLE deps (
+            child TEXT NOT NULL,
+            parent TEXT NOT NULL,
+            PRIMARY KEY (child, parent)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX deps_parent ON deps(parent)",
+        """CREATE TABLE metrics (
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            value REAL,
+            wall REAL NOT NULL,
+            PRIMARY KEY (run_id, name, step)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT,
+            time REAL NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX events_run ON events(run_id, id)",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
