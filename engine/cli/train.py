@@ -2,8 +2,101 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from engine.errors import InputError
+
+
+def _existing(path: str, flag: str) -> str:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{flag}: {path}: no such file or directory")
+    return str(p.resolve())
+
+
+def _test_sets(specs: list[str]) -> list[dict[str, str]]:
+    """``FORMAT=ROOT`` or ``NAME:FORMAT=ROOT`` -> test-set config entries."""
+    out = []
+    for spec in specs:
+        head, sep, root = spec.partition("=")
+        if not sep or not head or not root:
+            raise InputError(f"--test {spec!r}: expected FORMAT=ROOT (or NAME:FORMAT=ROOT)")
+        name, _, fmt = head.rpartition(":")
+        out.append({"name": name, "format": fmt, "root": _existing(root, f"--test {spec}")})
+    return out
+
+
+def build_config(**opts: Any) -> dict[str, Any]:
+    """The validated, fully resolved classify config from the command's options (None = default)."""
+    from engine.train.config import parse_config
+
+    def given(**kv: Any) -> dict[str, Any]:
+        return {k: v for k, v in kv.items() if v is not None}
+
+    raw: dict[str, Any] = given(
+        data=given(format=opts["format"], root=_existing(opts["data"], "--data"), split_seed=opts["split_seed"]),
+        tests=_test_sets(opts["test"] or []),
+        real_fraction=opts["real_fraction"],
+        replicate=opts["replicate"],
+        synthetic=_existing(opts["synthetic"], "--synthetic") if opts["synthetic"] else None,
+        model=given(name=opts["model"], res=opts["res"], norm=opts["norm"],
+                    pretrained=False if opts["no_pretrained"] else None,
+                    weights=_existing(opts["weights"], "--weights") if opts["weights"] else None),
+        optim=given(max_epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
+                    monitor=opts["monitor"], balanced_sampler=True if opts["balanced_sampler"] else None),
+        augment=given(preset=opts["augment"]),
+        tta=given(replicas=opts["tta"]),
+        seed=opts["seed"],
+        device=opts["device"],
+        compile=True if opts["compile"] else None,
+    )
+    return parse_config(raw).to_json()
 
 
 def install(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+
+    @app.command("train")
+    def train(
+        data: str = typer.Option(..., "--data", help="Training data set root (its split's test part is scored)."),
+        format: str = typer.Option(..., "--format", help="isic2019 | isic2020 | derm7pt-derm | derm7pt-clinic | "
+                                                          "dermofit | csv"),
+        test: list[str] = typer.Option(None, "--test", help="Extra test set FORMAT=ROOT (or NAME:FORMAT=ROOT); "
+                                                           "repeatable."),
+        model: str = typer.Option(None, "--model", help="timm model name (default: inception_v4)."),
+        res: int = typer.Option(None, "--res", help="Input resolution in pixels (default: 299)."),
+        epochs: int = typer.Option(None, "--epochs", help="Maximum epochs (default: 100)."),
+        real_fraction: str = typer.Option(None, "--real-fraction", help="Fraction of the real training set, "
+                                                                         "e.g. 1/4 or 0.25 (default: 1)."),
+        replicate: int = typer.Option(None, "--replicate", help="Replicate k: picks the real subset (default: 0)."),
+        seed: int = typer.Option(None, "--seed", help="Training seed (default: 0)."),
+        split_seed: int = typer.Option(None, "--split-seed", help="Seed of the train/val/test split (default: 0)."),
+        synthetic: str = typer.Option(None, "--synthetic", help="CSV image,label of synthetic training images."),
+        weights: str = typer.Option(None, "--weights", help="Local pretrained (ImageNet) weights file."),
+        no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from random initialisation."),
+        norm: str = typer.Option(None, "--norm", help="imagenet (the paper) | model (timm's own) (default: imagenet)."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Training batch size (default: 32)."),
+        lr: float = typer.Option(None, "--lr", help="Initial learning rate (default: 0.001)."),
+        monitor: str = typer.Option(None, "--monitor", help="val_loss | val_auc: drives LR plateau, early "
+                                                             "stopping, best checkpoint (default: val_loss)."),
+        balanced_sampler: bool = typer.Option(False, "--balanced-sampler",
+                                              help="Class-balanced sampling (the public code's choice)."),
+        augment: str = typer.Option(None, "--augment", help="paper | code | none (default: paper)."),
+        tta: int = typer.Option(None, "--tta", help="Test-time augmentation replicas (default: 50)."),
+        device: str = typer.Option(None, "--device", help="auto | cpu | cuda (default: auto: the engine slot's)."),
+        compile: bool = typer.Option(False, "--compile", help="torch.compile the model (GPU)."),
+        label: str = typer.Option(None, "--label", help="Run label shown in listings."),
+        workspace: Path = typer.Option(None, "--workspace", help="Run store (default: $GANAUG_WORKSPACE or ./runs)."),
+        detach: bool = typer.Option(False, "--detach", help="Queue the run for the engine and return."),
+        json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    ) -> None:
+        """Fine-tune the target classifier once (the paper's protocol) and score every test set."""
+        config = build_config(**{k: v for k, v in locals().items()
+                                 if k not in {"label", "workspace", "detach", "json_out"}})
+        from engine.runner import launch
+
+        code = launch("classify", config, label=label, workspace=workspace, detach=detach, json_out=json_out)
+        raise typer.Exit(code)

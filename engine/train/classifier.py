@@ -28,11 +28,40 @@ from engine.train.evaluate import forward, predict_logits
 from engine.train.pipeline import Prefetcher, host_batch
 
 
+class RowView:
+    """Selected rows of one or more memory-mapped (N_i, H, W, 3) arrays, gathered only per batch.
+
+    The cache is loaded once per split (one shared file), and each run's real subset (plus the synthetic
+    set) is a list of row numbers into it: no per-run copy of the pixels on disk or in memory.
+    """
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        shapes = {a.shape[1:] for a, _ in parts}
+        if len(shapes) != 1:
+            raise ValueError(f"all parts need the same image shape, got {shapes}")
+        self._arrays = [a for a, _ in parts]
+        self._source = np.concatenate([np.full(len(r), i) for i, (_, r) in enumerate(parts)])
+        self._row = np.concatenate([np.asarray(r, dtype=np.int64) for _, r in parts])
+        self.shape = (len(self._row), *shapes.pop())
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index)
+        out = np.empty((len(index), *self.shape[1:]), dtype=np.uint8)
+        for i, arr in enumerate(self._arrays):
+            mask = self._source[index] == i
+            if mask.any():
+                out[mask] = arr[self._row[index[mask]]]
+        return out
+
+
 @dataclass
 class ArraySet:
-    """Decoded images (N, H, W, 3) uint8 (a memory map is fine) and labels (N,) (1 = melanoma)."""
+    """Decoded images (N, H, W, 3) uint8 (an array, a memory map or a RowView) and labels (N,) (1 = melanoma)."""
 
-    images: np.ndarray
+    images: np.ndarray | RowView
     labels: np.ndarray
 
     def __len__(self) -> int:

@@ -106,7 +106,7 @@ def run_classify(ctx: RunContext) -> None:
     from engine.data.cache import ImageCache
     from engine.data.subsets import real_subset
     from engine.train.augment import Augmenter, make_generator
-    from engine.train.classifier import ArraySet, derive_seed, fit
+    from engine.train.classifier import ArraySet, RowView, derive_seed, fit
     from engine.train.evaluate import TestScores, tta_scores, write_predictions
     from engine.train.model import create_model, norm_stats
 
@@ -122,12 +122,15 @@ def run_classify(ctx: RunContext) -> None:
     if len({r.label for r in split.val}) < 2:
         raise InputError(f"data: the validation split of {cfg.data.root} has one class; AUC needs both")
 
-    # 2. Train/val pixels from the shared decoded cache.
+    # 2. Train/val pixels from the shared decoded cache: the whole training split is loaded (one shared
+    #    file for every fraction and replicate) and the real subset is a list of rows into it.
     res = cfg.model.res
-    cache = ImageCache(ctx.workspace / "cache")
-    train_records = [*real, *synthetic]
-    train = ArraySet(cache.load([r.image for r in train_records], res),
-                     np.array([r.label for r in train_records], dtype=np.int64))
+    cache = ImageCache(ctx.workspace / "cache" / "images")
+    row_of = {r.image_id: i for i, r in enumerate(split.train)}
+    parts = [(cache.load([r.image for r in split.train], res), np.array([row_of[r.image_id] for r in real]))]
+    if synthetic:
+        parts.append((cache.load([r.image for r in synthetic], res), np.arange(len(synthetic))))
+    train = ArraySet(RowView(parts), np.array([r.label for r in [*real, *synthetic]], dtype=np.int64))
     val = ArraySet(cache.load([r.image for r in split.val], res), np.array([r.label for r in split.val]))
     ctx.log.info("train %d real + %d synthetic, val %d; device %s", len(real), len(synthetic), len(val), device)
 
@@ -152,6 +155,8 @@ def run_classify(ctx: RunContext) -> None:
     scored: list[TestScores] = []
     n_scored = 0
     for i, (name, records) in enumerate(tests.items()):
+        if ctx.stop_requested():
+            return  # the checkpoint says training is done: a resumed attempt goes straight to scoring
         images = cache.load([r.image for r in records], res)
         gen = make_generator(device, derive_seed(cfg.seed, cfg.replicate, 1_000 + i))
         ctx.progress(i, len(tests), f"TTA {name}")
