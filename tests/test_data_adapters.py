@@ -172,7 +172,8 @@ def test_generic_csv_relative_absolute_and_folder_root(tmp_path, write_image):
     a = write_image(folder / "imgs" / "a.png", seed=1)
     b = write_image(tmp_path / "elsewhere" / "b.png", seed=2)
     write_image(folder / "imgs" / "c.png", seed=3)
-    (folder / "list.csv").write_text(f"image,label,diagnosis\nimgs/a.png,melanoma,MEL\n{b},0,nevus\nimgs/c.png,Benign,\n")
+    rows = ["image,label,diagnosis", "imgs/a.png,melanoma,MEL", f"{b},0,nevus", "imgs/c.png,Benign,"]
+    (folder / "list.csv").write_text("\n".join(rows) + "\n")
     for root in (folder, folder / "list.csv"):
         ds = load_dataset("csv", root)
         assert [(r.image, r.label, r.diagnosis) for r in ds.records] == [

@@ -26,7 +26,7 @@ def load_dataset(format: str, root: Path | str) -> Dataset:
 
 def verify_images(dataset: Dataset) -> int:
     """Fully decode every image of ``dataset`` (threaded); InputError naming the first corrupt file."""
-    from engine.data.cache import decode_all
+    from engine.data.cache import verify_files
 
-    decode_all([r.image for r in dataset.records], res=None)
+    verify_files([r.image for r in dataset.records])
     return dataset.n

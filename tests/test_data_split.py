@@ -1,0 +1,113 @@
+"""Train/val/test split (proportions, stratification, lesion grouping, determinism, CSV round trip) and
+real-fraction subsets (exact per-class counts as pandas.sample(frac), pairing across configurations)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.data import LesionRecord
+from engine.data.split import PAPER_SPLIT, Split, split_dataset
+from engine.data.subsets import real_subset
+from engine.errors import InputError
+
+
+def _records(n: int, n_melanoma: int, lesion_size: int = 1) -> list[LesionRecord]:
+    """``n`` records; consecutive runs of ``lesion_size`` images share a lesion id (None when 1)."""
+    return [
+        LesionRecord(
+            image=Path(f"/data/ISIC_{i:07d}.jpg"),
+            label=int(i // lesion_size < n_melanoma // lesion_size),
+            diagnosis="MEL" if i // lesion_size < n_melanoma // lesion_size else "NV",
+            source="isic2019",
+            image_id=f"ISIC_{i:07d}",
+            lesion_id=f"IL_{i // lesion_size}" if lesion_size > 1 else None,
+        )
+        for i in range(n)
+    ]
+
+
+def test_paper_split_proportions_scale_to_400_and_keep_class_ratio():
+    records = _records(400, 72)
+    s = split_dataset(records, seed=0)
+    exact = [400 * k / sum(PAPER_SPLIT) for k in PAPER_SPLIT]
+    assert sum(s.sizes) == 400
+    assert all(abs(got - want) <= 1 for got, want in zip(s.sizes, exact, strict=True)), (s.sizes, exact)
+    for part, size in zip((s.train, s.val, s.test), PAPER_SPLIT, strict=True):
+        assert abs(sum(r.label for r in part) - 72 * size / sum(PAPER_SPLIT)) <= 1
+    ids = [r.image_id for part in (s.train, s.val, s.test) for r in part]
+    assert sorted(ids) == sorted(r.image_id for r in records)  # disjoint and complete
+
+
+def test_paper_sizes_reproduced_on_20599_images():
+    assert split_dataset(_records(20599, 4522), seed=3).sizes == PAPER_SPLIT
+
+
+def test_lesions_never_straddle_splits():
+    s = split_dataset(_records(600, 120, lesion_size=3), seed=1)
+    where = {}
+    for name, part in s.parts().items():
+        for r in part:
+            assert where.setdefault(r.lesion_id, name) == name
+    exact = [600 * k / sum(PAPER_SPLIT) for k in PAPER_SPLIT]
+    assert all(abs(got - want) <= 3 for got, want in zip(s.sizes, exact, strict=True))
+
+
+def test_split_is_deterministic_order_independent_and_seed_dependent():
+    records = _records(300, 60)
+    a = split_dataset(records, seed=7)
+    b = split_dataset(list(reversed(records)), seed=7)
+    c = split_dataset(records, seed=8)
+    assert a == b
+    assert {r.image_id for r in a.test} != {r.image_id for r in c.test}
+
+
+def test_split_csv_round_trip_and_foreign_ids(tmp_path):
+    records = _records(120, 30)
+    s = split_dataset(records, seed=0)
+    path = tmp_path / "split.csv"
+    s.write_csv(path)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["image_id", "image", "label", "diagnosis", "lesion_id", "split"]
+    assert frame["split"].value_counts().to_dict() == dict(zip(("train", "val", "test"), s.sizes, strict=True))
+    assert Split.read_csv(path, records) == s
+    assert [p.name for p in tmp_path.iterdir()] == ["split.csv"]  # no temporary left behind
+    with pytest.raises(InputError, match=r"split\.csv, line \d+: image id 'ISIC_0000119' is not in the data set"):
+        Split.read_csv(path, records[:119])
+
+
+@pytest.mark.parametrize("fraction", [Fraction(1, 16), Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), 0.5, 0.3])
+@pytest.mark.parametrize(("n", "n_melanoma"), [(14805, 2661), (37, 5), (10, 2), (50, 25)])
+def test_fraction_counts_match_pandas_sample(fraction, n, n_melanoma):
+    train = _records(n, n_melanoma)
+    sub = real_subset(train, fraction, replicate=0)
+    frame = pd.DataFrame({"label": [r.label for r in train]})
+    expected = frame.groupby("label").sample(frac=float(fraction), random_state=0)["label"].value_counts().to_dict()
+    got = pd.Series([r.label for r in sub]).value_counts().to_dict()
+    assert {k: got.get(k, 0) for k in expected} == expected
+
+
+def test_paper_quarter_is_3701_of_14805():
+    assert len(real_subset(_records(14805, 2661), Fraction(1, 4), replicate=3)) == 3701
+
+
+def test_replicates_are_paired_across_configurations_and_differ_between_replicates():
+    train = _records(400, 80)
+    first = real_subset(train, Fraction(1, 4), replicate=2, seed=5)
+    again = real_subset(list(train), Fraction(1, 4), replicate=2, seed=5)
+    other = real_subset(train, Fraction(1, 4), replicate=3, seed=5)
+    assert first == again
+    assert {r.image_id for r in first} != {r.image_id for r in other}
+    half = {r.image_id for r in real_subset(train, Fraction(1, 2), replicate=2, seed=5)}
+    assert {r.image_id for r in first} <= half  # nested within a replicate
+    order = [r.image_id for r in train]
+    assert [r.image_id for r in first] == sorted((r.image_id for r in first), key=order.index)
+    assert real_subset(train, 1, replicate=9) == train
+
+
+def test_fraction_out_of_range():
+    with pytest.raises(ValueError, match="fraction"):
+        real_subset(_records(10, 2), 1.5, replicate=0)
