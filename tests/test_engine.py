@@ -1,0 +1,197 @@
+"""The background engine through its real CLI: detached daemon, one per store, slots, priorities,
+failures, cancel, kill -9 recovery with checkpoint resume. Every daemon and worker is killed in teardown."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine import store as st
+from engine.daemon import PID_FILE, engine_info
+
+GANAUG = str(Path(sys.executable).parent / "ganaug")
+FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1"}
+
+
+def cli(ws: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``ganaug ARGS --workspace WS`` (fast engine tunables) and return the finished process."""
+    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
+    proc = subprocess.run([GANAUG, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ganaug {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _processes_of(ws: Path, module: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if module in cmd and str(ws) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def kill_everything(ws: Path) -> None:
+    """Teardown: SIGKILL this workspace's engines and workers (found by command line, nothing else)."""
+    for module in ("engine.daemon", "engine.worker"):
+        for proc in _processes_of(ws, module):
+            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                os.killpg(proc.pid, signal.SIGKILL) if module == "engine.worker" else proc.kill()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Path]:
+    workspace = tmp_path / "ws"
+    st.open_store(workspace).close()
+    try:
+        yield workspace
+    finally:
+        kill_everything(workspace)
+
+
+def status_of(ws: Path, run_id: str) -> str:
+    with st.open_store(ws) as s:
+        return s.get_run(run_id).status
+
+
+def wait_status(ws: Path, run_id: str, wanted: tuple[str, ...], timeout: float = 30) -> str:
+    return wait_for(lambda: (s := status_of(ws, run_id)) in wanted and s, timeout, f"{run_id} in {wanted}")
+
+
+def test_two_concurrent_starts_give_one_engine(ws):
+    env = os.environ | FAST_ENV
+    procs = [subprocess.Popen([GANAUG, "engine", "start", "--workspace", str(ws)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    messages = sorted(err.strip().splitlines()[-1].split(" (")[0] for _, err in outs)
+    assert messages == ["engine already running", "engine started"]
+    time.sleep(1.2)  # a losing daemon gives up after 1 s of trying the lock
+    daemons = _processes_of(ws, "engine.daemon")
+    assert len(daemons) == 1 and daemons[0].pid == engine_info(ws)["pid"]
+    doc = json.loads(cli(ws, "engine", "status", "--json").stdout)
+    assert doc["running"] is True and doc["pid"] == daemons[0].pid and doc["slots"][0]["name"] == "cpu0"
+    assert doc["queued"] == 0 and doc["running_runs"] == []
+    cli(ws, "engine", "stop")
+    assert engine_info(ws) is None and not (ws / PID_FILE).exists()
+    assert json.loads(cli(ws, "engine", "status", "--json").stdout)["running"] is False
+
+
+def test_failed_run_logs_traceback_and_next_queued_run_starts(ws):
+    with st.open_store(ws) as s:
+        bad = s.create_run("fail", {"message": "kaboom", "steps": 3})
+        good = s.create_run("sleep", {"seconds": 0})
+    cli(ws, "engine", "start", "--no-gpus")
+    proc = cli(ws, "runs", "wait", bad, good, "--timeout", "60", check=False)
+    assert proc.returncode == 1  # one of them failed
+    assert status_of(ws, bad) == st.FAILED and status_of(ws, good) == st.SUCCEEDED
+    with st.open_store(ws) as s:
+        log = (s.run_dir(bad) / "log.txt").read_text()
+        assert "Traceback" in log and "RuntimeError: kaboom" in log
+        assert s.get_run(bad).exit_reason == "RuntimeError: kaboom"
+        assert s.metrics(bad)["step"].tolist() == [0, 1, 2]  # buffered points are flushed even on failure
+
+
+def test_priorities_then_fifo_with_one_slot(ws):
+    cli(ws, "queue", "pause")
+    cli(ws, "engine", "start", "--cpu-slots", "1")
+    with st.open_store(ws) as s:
+        ids = [s.create_run("sleep", {"seconds": 0}, priority=p) for p in (0, 5, 0, 10)]
+    cli(ws, "runs", "priority", ids[2], "1")
+    time.sleep(0.3)
+    assert {status_of(ws, r) for r in ids} == {st.QUEUED}  # paused queue: nothing starts
+    cli(ws, "queue", "resume")
+    cli(ws, "runs", "wait", *ids, "--timeout", "60")
+    with st.open_store(ws) as s:
+        order = sorted(ids, key=lambda r: s.get_run(r).started)
+    assert order == [ids[3], ids[1], ids[2], ids[0]]
+
+
+def test_cancelled_running_parent_makes_descendants_dependency_failed(ws):
+    with st.open_store(ws) as s:
+        parent = s.create_run("count", {"n": 10_000, "interval": 0.05})
+        child = s.create_run("sleep", {"seconds": 0}, parents=[parent])
+        grandchild = s.create_run("sleep", {"seconds": 0}, parents=[child])
+    cli(ws, "engine", "start", "--grace", "10")
+    wait_status(ws, parent, (st.RUNNING,))
+    cli(ws, "runs", "cancel", parent)
+    assert wait_status(ws, parent, (st.CANCELLED, st.FAILED)) == st.CANCELLED
+    assert status_of(ws, child) == status_of(ws, grandchild) == st.DEPENDENCY_FAILED
+    with st.open_store(ws) as s:
+        assert (s.run_dir(parent) / "checkpoints" / "last.pt").is_file()  # it checkpointed on the way out
+
+
+def test_kill_9_of_the_engine_then_restart_resumes_from_checkpoint(ws):
+    n = 60
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {"n": n, "interval": 0.04, "checkpoint_every": 7})
+    cli(ws, "engine", "start")
+    engine_pid = engine_info(ws)["pid"]
+    wait_for(lambda: (ws / rid / "checkpoints" / "last.pt").is_file(), what="a first checkpoint")
+    with st.open_store(ws) as s:
+        wait_for(lambda: len(s.metrics(rid)) >= 20, what="20 metric points")
+        worker_pid = s.get_run(rid).pid
+    os.kill(engine_pid, signal.SIGKILL)
+    # the worker dies with its engine: nothing keeps running unsupervised
+    wait_for(lambda: not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == "zombie",
+             timeout=10, what="the worker to die with the engine")
+    assert status_of(ws, rid) == st.RUNNING and engine_info(ws) is None  # stale lock: free again
+    cli(ws, "engine", "start")
+    assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED)) == st.SUCCEEDED
+    with st.open_store(ws) as s:
+        run = s.get_run(rid)
+        steps = s.metrics(rid, "count")["step"].tolist()
+        events = [e["kind"] for e in s.events(rid)]
+    assert run.attempt == 2 and "interrupted" in events
+    assert steps == list(range(n))  # no gap, no duplicate
+    result = json.loads((ws / rid / "result.json").read_text())
+    assert 0 < result["resumed_from"] < n
+    assert f"resuming from step {result['resumed_from']}" in (ws / rid / "log.txt").read_text()
+    assert "engine" in (ws / "engine.log").read_text()
+
+
+def test_leave_policy_keeps_interrupted_runs_until_retry(ws):
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {"n": 10_000, "interval": 0.05})
+    cli(ws, "engine", "start")
+    wait_status(ws, rid, (st.RUNNING,))
+    cli(ws, "engine", "stop")  # graceful: the run checkpoints and ends interrupted
+    assert status_of(ws, rid) == st.INTERRUPTED
+    assert (ws / rid / "checkpoints" / "last.pt").is_file()
+    cli(ws, "engine", "start", "--on-interrupted", "leave")
+    time.sleep(0.3)
+    assert status_of(ws, rid) == st.INTERRUPTED
+    cli(ws, "runs", "retry", rid)
+    wait_status(ws, rid, (st.RUNNING,))
+
+
+def test_stale_lock_and_pid_file_of_a_dead_engine_are_taken_over(ws):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (ws / "engine.lock").write_text("")
+    (ws / PID_FILE).write_text(json.dumps({"pid": dead.pid, "ready": True, "slots": []}))
+    assert json.loads(cli(ws, "engine", "status", "--json").stdout)["running"] is False
+    proc = cli(ws, "engine", "start")
+    assert "engine started" in proc.stderr
+    assert engine_info(ws)["pid"] != dead.pid
+    assert "took over the lock of a dead engine" in (ws / "engine.log").read_text()
