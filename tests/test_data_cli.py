@@ -70,9 +70,10 @@ def test_demo_passes_only_the_options_given(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "engine.data.demo", types.SimpleNamespace(generate_demo=generate_demo))
     code, out, _ = run(monkeypatch, capsys, "data", "demo", "--out", tmp_path / "d", "--seed", "3", "--json")
     assert code == 0 and json.loads(out) == {"out": str(tmp_path / "d"), "sets": {"isic2019": 10}}
-    code, _, _ = run(monkeypatch, capsys, "data", "demo", "--out", tmp_path / "e", "--res", "24", "--n-train", "50")
+    code, _, _ = run(monkeypatch, capsys, "data", "demo", "-o", tmp_path / "e", "--res", "24", "--n-train", "50",
+                     "--overwrite")
     assert code == 0
-    assert calls == [(tmp_path / "d", {"seed": 3}), (tmp_path / "e", {"res": 24, "n_train": 50})]
+    assert calls == [(tmp_path / "d", {"seed": 3}), (tmp_path / "e", {"res": 24, "n_train": 50, "overwrite": True})]
 
 
 # -- bad input: one line naming the file (and row), exit 2, nothing written -------------------------------

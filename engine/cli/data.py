@@ -100,12 +100,13 @@ def demo(
     seed: int | None = typer.Option(None, "--seed", help="Seed of the generator."),
     res: int | None = typer.Option(None, "--res", help="Image side in pixels."),
     n_train: int | None = typer.Option(None, "--n-train", help="Images in the ISIC 2019-layout training set."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a demo made with other parameters."),
     as_json: bool = _JSON,
 ) -> None:
     """Generate the procedural lesion data sets (ISIC 2019, derm7pt and Dermofit layouts, Task 2 masks)."""
     from engine.data.demo import generate_demo
 
-    given = {"seed": seed, "res": res, "n_train": n_train}
+    given = {"seed": seed, "res": res, "n_train": n_train, "overwrite": overwrite or None}
     manifest = generate_demo(out, **{k: v for k, v in given.items() if v is not None})
     if as_json:
         _emit_json(manifest)
