@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import FORMATS, load_dataset
+from engine.data import FORMATS, load_dataset, verify_images
+from engine.data.masks import label_map
 from engine.errors import InputError
 
 ALL_2019 = [
@@ -158,6 +159,9 @@ def test_isic2018_masks_label_from_isic2019(tmp_path, make_isic2019, write_image
     assert sorted(rec["ISIC_0000001"].masks) == sorted(
         ["segmentation", "pigment_network", "negative_network", "streaks", "milia_like_cyst", "globules"])
     assert all(p.is_file() for p in rec["ISIC_0000001"].masks.values())
+    assert verify_images(ds) == 3 * 7  # image + six masks each
+    lm = label_map(rec["ISIC_0000001"])
+    assert lm.shape == (24, 32) and set(np.unique(lm)) <= set(range(8)) and len(np.unique(lm)) > 2
 
 
 def test_isic2018_masks_incomplete_set_is_an_error(tmp_path, make_isic2019, write_image):
@@ -178,6 +182,13 @@ def test_generic_csv_relative_absolute_and_folder_root(tmp_path, write_image):
         ds = load_dataset("csv", root)
         assert [(r.image, r.label, r.diagnosis) for r in ds.records] == [
             (a.resolve(), 1, "MEL"), (b.resolve(), 0, "nevus"), ((folder / "imgs" / "c.png").resolve(), 0, "benign")]
+
+
+def test_csv_with_byte_order_mark_and_crlf(tmp_path, make_isic2019):
+    root = make_isic2019(tmp_path / "isic", [("ISIC_0000001", "MEL"), ("ISIC_0000002", "NV")])
+    gt = root / "ISIC_2019_Training_GroundTruth.csv"
+    gt.write_bytes(b"\xef\xbb\xbf" + gt.read_bytes().replace(b"\n", b"\r\n"))
+    assert load_dataset("isic2019", root).n == 2
 
 
 def test_root_may_not_be_missing(tmp_path):

@@ -46,7 +46,7 @@ def test_check_human_table_and_verify(tmp_path, monkeypatch, capsys, make_isic20
     root = make_isic2019(tmp_path / "isic", GOOD)
     code, out, _ = run(monkeypatch, capsys, "data", "check", "-f", "isic2019", "-r", root, "--verify")
     assert code == 0
-    assert "melanoma" in out and "dropped: carcinoma" in out and "decoded without error" in out
+    assert "melanoma" in out and "dropped: carcinoma" in out and "files decoded without error" in out
 
 
 def test_split_writes_csv_and_reports(tmp_path, monkeypatch, capsys, make_isic2019):

@@ -56,6 +56,14 @@ def test_lesions_never_straddle_splits():
     assert all(abs(got - want) <= 3 for got, want in zip(s.sizes, exact, strict=True))
 
 
+def test_a_lesion_with_a_melanoma_image_is_a_melanoma_group():
+    records = _records(200, 40)
+    mixed = [LesionRecord(image=Path(f"/x/{i}.jpg"), label=i % 2, diagnosis="MEL" if i % 2 else "NV", source="csv",
+                          image_id=f"mix{i}", lesion_id="IL_mixed") for i in range(4)]
+    s = split_dataset(records + mixed, seed=2)
+    assert len({name for name, part in s.parts().items() for r in part if r.lesion_id == "IL_mixed"}) == 1
+
+
 def test_split_is_deterministic_order_independent_and_seed_dependent():
     records = _records(300, 60)
     a = split_dataset(records, seed=7)

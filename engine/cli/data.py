@@ -31,16 +31,15 @@ def check(
     root: Path = _ROOT,
     as_json: bool = _JSON,
     verify: bool = typer.Option(
-        False, "--verify", help="Decode every image fully to catch corrupt or truncated files (slower)."
+        False, "--verify", help="Decode every image and mask fully to catch corrupt or truncated files (slower)."
     ),
 ) -> None:
     """Read a data set through its adapter and report kept images per class and what was dropped and why."""
     from engine.data import load_dataset, verify_images
 
     ds = load_dataset(fmt.value, root)
-    if verify:
-        verify_images(ds)
-    summary = {**ds.summary(), "verified": verify}
+    decoded = verify_images(ds) if verify else 0
+    summary = {**ds.summary(), "verified": verify, "files_decoded": decoded}
     if as_json:
         _emit_json(summary)
         return
@@ -58,7 +57,7 @@ def check(
     for reason, count in summary["dropped"].items():
         table.add_row(f"dropped: {reason}", str(count))
     if verify:
-        table.add_row("decoded without error", str(ds.n))
+        table.add_row("files decoded without error", str(decoded))
     Console(file=sys.stdout).print(table)
 
 

@@ -25,8 +25,12 @@ def load_dataset(format: str, root: Path | str) -> Dataset:
 
 
 def verify_images(dataset: Dataset) -> int:
-    """Fully decode every image of ``dataset`` (threaded); InputError naming the first corrupt file."""
+    """Fully decode every image and mask of ``dataset`` (threaded); InputError naming the first corrupt file.
+
+    Returns the number of files decoded.
+    """
     from engine.data.cache import verify_files
 
-    verify_files([r.image for r in dataset.records])
-    return dataset.n
+    files = [p for r in dataset.records for p in (r.image, *r.masks.values())]
+    verify_files(files)
+    return len(files)
