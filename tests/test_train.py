@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +118,21 @@ def test_augmentation_ranges_follow_the_paper() -> None:
     h = p.theta[:, 1, :2].norm(dim=1)  # row norms are the crop's half-extents: row 1 = h * (sin, cos)
     angle = torch.rad2deg(torch.asin((p.theta[:, 1, 0].abs() / h).clamp(max=1)))
     assert angle.abs().max() <= 45 + 1e-3 and angle.abs().max() > 40
-    assert p.hue.abs().max() <= 0.1 * 2 * math.pi + 1e-6
+    assert p.hue.abs().max() <= 0.1 and p.hue.abs().max() > 0.09
     assert torch.all(p.brightness == 1)
+
+
+def test_hue_shift_matches_torchvision_per_image() -> None:
+    import torchvision.transforms.v2.functional as TF
+
+    from engine.train.augment import shift_hue
+
+    x = torch.rand(6, 3, 16, 16)
+    x[0, :, :4] = 0.5  # grey pixels: no hue
+    x[1, 0], x[1, 1] = 0.9, 0.9  # ties between channels
+    shift = torch.tensor([0.1, -0.1, 0.5, -0.5, 0.0, 0.03])
+    expected = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(x, shift, strict=True)])
+    torch.testing.assert_close(shift_hue(x, shift), expected, atol=2e-6, rtol=0)
 
 
 def test_augmentation_is_reproducible_from_the_generator() -> None:

@@ -131,3 +131,37 @@ def test_bad_flags_are_input_errors(tmp_path: Path, datasets: dict[str, Path], e
     code, out = train_cli(tmp_path / "ws", datasets["train"], *extra)
     assert code == 2 and message in out and "\n" not in out
     assert not (tmp_path / "ws").exists()  # nothing was created
+
+
+def test_test_pixels_are_read_only_after_training(tmp_path: Path, datasets: dict[str, Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Structural guard: model selection is over before any test image is decoded."""
+    import engine.train.classifier as classifier
+    from engine.data.cache import ImageCache
+
+    events: list[str] = []
+    real_load, real_fit = ImageCache.load, classifier.fit
+
+    def load(self: ImageCache, paths: list[Path], res: int) -> np.ndarray:
+        events.append("load:" + ",".join(sorted({Path(p).parent.name for p in paths})) + f":{len(paths)}")
+        return real_load(self, paths, res)
+
+    def fit(*args: object, **kwargs: object) -> object:
+        events.append("fit:start")
+        out = real_fit(*args, **kwargs)
+        events.append("fit:end")
+        return out
+
+    monkeypatch.setattr(ImageCache, "load", load)
+    monkeypatch.setattr(classifier, "fit", fit)
+    code, out = train_cli(tmp_path / "ws", datasets["train"], "--epochs", "1", "--tta", "1",
+                          "--test", f"ood:csv={datasets['ood']}")
+    assert code == 0, out
+    end = events.index("fit:end")
+    assert events.index("fit:start") < end
+    assert not any("ood" in e for e in events[:end])
+    result = json.loads((Path(json.loads(out)["run_dir"]) / "result.json").read_text())
+    n_before = [int(e.rsplit(":", 1)[1]) for e in events[:end] if e.startswith("load:")]
+    assert n_before == [160 - result["n_test"]["csv"] - result["n_val"], result["n_val"]]  # train, val
+    assert [e for e in events[end:] if e.startswith("load:")] == [
+        f"load:train:{result['n_test']['csv']}", "load:ood:40"]

@@ -34,7 +34,7 @@ class AugmentParams:
     brightness: torch.Tensor  # (N,) multiplicative factors (1 = unchanged)
     contrast: torch.Tensor
     saturation: torch.Tensor
-    hue: torch.Tensor  # (N,) shift in radians
+    hue: torch.Tensor  # (N,) shift, fraction of the hue circle
 
 
 class Augmenter:
@@ -81,7 +81,7 @@ class Augmenter:
         def jitter(s: float) -> torch.Tensor:
             return uniform(1 - s, 1 + s, n) if s > 0 else torch.ones(n, device=dev)
 
-        hue = uniform(-1, 1, n) * (cfg.hue * 2 * math.pi) if cfg.hue else torch.zeros(n, device=dev)  # type: ignore[operator]
+        hue = uniform(-1, 1, n) * cfg.hue if cfg.hue else torch.zeros(n, device=dev)  # type: ignore[operator]
         return AugmentParams(theta, jitter(cfg.brightness), jitter(cfg.contrast),  # type: ignore[arg-type]
                              jitter(cfg.saturation), hue)  # type: ignore[arg-type]
 
@@ -114,7 +114,7 @@ class Augmenter:
         if cfg.saturation:
             out = KE.adjust_saturation(out, p.saturation).clamp_(0, 1)
         if cfg.hue:
-            out = KE.adjust_hue(out, p.hue)
+            out = shift_hue(out, p.hue)
         return out
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +128,25 @@ class Augmenter:
                 raise ValueError("augmentation needs a torch.Generator")
             x = self.apply(x, self.sample(x.shape[0], x.shape[2], x.shape[3], gen))
         return self.normalize(x)
+
+
+def shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of each image by ``shift[i]`` (fraction of the circle); S and V are unchanged.
+
+    Same result as torchvision's / kornia's ``adjust_hue`` (to float rounding; tested), but without
+    materialising the HSV image: hue in sixths from the max channel, then the closed-form HSV->RGB
+    ``V - C * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6h) mod 6``. Measured ~3x faster than
+    ``kornia.enhance.adjust_hue`` on CPU, where it was most of the augmentation's cost.
+    """
+    r, g, b = x.unbind(1)
+    vmax, argmax = x.max(1)
+    chroma = vmax - x.min(1).values
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    sixths = torch.where(argmax == 0, (g - b) / safe, torch.where(argmax == 1, (b - r) / safe + 2, (r - g) / safe + 4))
+    sixths = sixths + 6 * shift.view(-1, 1, 1).to(x.dtype)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + sixths.unsqueeze(1), 6)
+    return vmax.unsqueeze(1) - chroma.unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
 def make_generator(device: str | torch.device, seed: int) -> torch.Generator:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +55,12 @@ def _tta_blocks(n: int, replicas: int, batch_size: int) -> Iterator[tuple[int, i
 
 @torch.no_grad()
 def tta_scores(model: torch.nn.Module, images: np.ndarray, augmenter: Augmenter, replicas: int,
-               batch_size: int, gen: torch.Generator, amp: bool = True) -> np.ndarray:
-    """Mean melanoma probability over ``replicas`` independently augmented copies of each image."""
+               batch_size: int, gen: torch.Generator, amp: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Mean melanoma probability over ``replicas`` independently augmented copies of each image.
+
+    ``progress(done, total)`` is called after each forward pass (done/total in image x replica slots).
+    """
     model.eval()
     dev = augmenter.device
     pin = dev.type == "cuda"
@@ -70,9 +74,13 @@ def tta_scores(model: torch.nn.Module, images: np.ndarray, augmenter: Augmenter,
 
     sums = torch.zeros(len(images), device=dev)
     with Prefetcher(_tta_blocks(len(images), replicas, batch_size), prepare, dev) as batches:
+        done, total = 0, len(images) * replicas
         for x, owner in batches:
             prob = torch.softmax(forward(model, x, amp), dim=1)[:, 1]
             sums.index_add_(0, owner, prob)
+            done += len(owner)
+            if progress is not None:
+                progress(done, total)
     return (sums / replicas).cpu().numpy().astype(np.float64)
 
 

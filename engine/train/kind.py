@@ -159,8 +159,8 @@ def run_classify(ctx: RunContext) -> None:
             return  # the checkpoint says training is done: a resumed attempt goes straight to scoring
         images = cache.load([r.image for r in records], res)
         gen = make_generator(device, derive_seed(cfg.seed, cfg.replicate, 1_000 + i))
-        ctx.progress(i, len(tests), f"TTA {name}")
-        scores = tta_scores(model, images, augmenter, cfg.tta.replicas, cfg.tta.batch_size, gen, cfg.amp)
+        scores = tta_scores(model, images, augmenter, cfg.tta.replicas, cfg.tta.batch_size, gen, cfg.amp,
+                            progress=lambda done, total, name=name: ctx.progress(done, total, f"TTA {name}"))
         n_scored += len(records) * cfg.tta.replicas
         scored.append(TestScores(name, [r.image_id for r in records], np.array([r.label for r in records]),
                                  scores))
