@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -181,6 +182,12 @@ class Engine:
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            # A finished worker (SIGCHLD) or a stop request wakes the loop at once instead of after `poll`.
+            self._wake_r, wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(wake_w, False)
+            signal.set_wakeup_fd(wake_w)
+            signal.signal(signal.SIGCHLD, lambda signum, frame: None)
             self.recover()
             self._write_pid_file(ready=True)
             self.say(f"serving {self.workspace} with slots {', '.join(s.name for s in self.slots)}")
@@ -190,7 +197,7 @@ class Engine:
                 if time.monotonic() - last_orphan_check > ORPHAN_CHECK_S:
                     self.reap_orphans()
                     last_orphan_check = time.monotonic()
-                time.sleep(self.poll)
+                self._sleep()
             self.shutdown()
             return 0
         finally:
@@ -199,6 +206,12 @@ class Engine:
                 if info.get("pid") == self.pid:
                     (self.workspace / PID_FILE).unlink()
             lock.close()
+
+    def _sleep(self) -> None:
+        select.select([self._wake_r], [], [], self.poll)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 512):
+                pass
 
     def _write_pid_file(self, *, ready: bool) -> None:
         atomic_write_json(self.workspace / PID_FILE, {

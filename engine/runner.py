@@ -75,8 +75,11 @@ def _run_foreground(store: st.Store, run_id: str) -> str:
     from engine.worker import execute
 
     console = Console(stderr=True)
-    while (status := store.get_run(run_id).status) == st.BLOCKED:
-        time.sleep(WAIT_POLL_S)  # parents run elsewhere (engine or another shell)
+    if (status := store.get_run(run_id).status) == st.BLOCKED:
+        console.print(f"{run_id}: waiting for its parent runs (they run in the engine or another shell)")
+    while status == st.BLOCKED:
+        time.sleep(WAIT_POLL_S)
+        status = store.get_run(run_id).status
     if status != st.QUEUED:
         return status
     if not store.claim(run_id, slot="foreground", engine_pid=None, pid=os.getpid(), foreground_pid=os.getpid()):

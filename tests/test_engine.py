@@ -23,9 +23,10 @@ GANAUG = str(Path(sys.executable).parent / "ganaug")
 FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1"}
 
 
-def cli(ws: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``ganaug ARGS --workspace WS`` (fast engine tunables) and return the finished process."""
-    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
+def cli(ws: Path, *args: str, check: bool = True, timeout: float = 60,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``ganaug ARGS`` on workspace ``ws`` (fast engine tunables, extra ``env``); the finished process."""
+    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)} | (env or {})
     proc = subprocess.run([GANAUG, *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"ganaug {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -195,3 +196,49 @@ def test_stale_lock_and_pid_file_of_a_dead_engine_are_taken_over(ws):
     assert "engine started" in proc.stderr
     assert engine_info(ws)["pid"] != dead.pid
     assert "took over the lock of a dead engine" in (ws / "engine.log").read_text()
+
+
+def test_gpu_slots_follow_cuda_visible_devices(ws):
+    cli(ws, "engine", "start", env={"CUDA_VISIBLE_DEVICES": "1,3"})
+    status = json.loads(cli(ws, "engine", "status", "--json").stdout)
+    assert [(s["name"], s["gpu"], s["device"]) for s in status["slots"]] == [("gpu1", "1", "cuda"),
+                                                                            ("gpu3", "3", "cuda")]
+    with st.open_store(ws) as s:
+        rid = s.create_run("sleep", {"seconds": 0})
+    cli(ws, "runs", "wait", rid, "--timeout", "60")
+    with st.open_store(ws) as s:
+        assert s.get_run(rid).slot == "gpu1"  # (the sleep kind never touches CUDA; the context says cuda)
+        assert "on cuda" in (s.run_dir(rid) / "log.txt").read_text()
+
+
+def test_a_killed_worker_fails_its_run_but_not_the_engine(ws):
+    with st.open_store(ws) as s:
+        doomed = s.create_run("sleep", {"seconds": 600})
+        after = s.create_run("sleep", {"seconds": 0})
+    cli(ws, "engine", "start")
+    wait_status(ws, doomed, (st.RUNNING,))
+    with st.open_store(ws) as s:
+        pid = wait_for(lambda: s.get_run(doomed).pid, what="the worker pid")
+    os.killpg(pid, signal.SIGKILL)  # as the OOM killer or a segfault would end it
+    assert wait_status(ws, doomed, (st.FAILED,)) == st.FAILED
+    assert wait_status(ws, after, (st.SUCCEEDED,)) == st.SUCCEEDED
+    with st.open_store(ws) as s:
+        assert s.get_run(doomed).exit_reason == "worker killed by signal SIGKILL"
+    assert json.loads(cli(ws, "engine", "status", "--json").stdout)["running"] is True
+
+
+def test_pause_and_resume_a_running_run(ws):
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {"n": 40, "interval": 0.05})
+    cli(ws, "engine", "start")
+    with st.open_store(ws) as s:
+        wait_for(lambda: len(s.metrics(rid)) >= 3, what="first metrics")
+        cli(ws, "runs", "pause", rid)
+        assert s.get_run(rid).status == st.PAUSED
+        time.sleep(0.4)  # let a flush in flight land
+        frozen = len(s.metrics(rid))
+        time.sleep(0.6)
+        assert len(s.metrics(rid)) == frozen  # SIGSTOP: it makes no progress
+        cli(ws, "runs", "resume", rid)
+        assert s.get_run(rid).status == st.RUNNING
+    assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED)) == st.SUCCEEDED

@@ -129,8 +129,9 @@ def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
         for rid in run_ids:
             run = store.get_run(rid)
             new = store.request_cancel(run.id)
-            if new in st.ACTIVE and run.engine_pid is None and run.pid:
-                _signal(run.pid, signal.SIGTERM, group=False)  # a foreground run: ask it directly
+            if new in st.ACTIVE and run.engine_pid is None and run.pid:  # a foreground run: ask it directly
+                _signal(run.pid, signal.SIGCONT, group=False)
+                _signal(run.pid, signal.SIGTERM, group=False)
             _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
 
 

@@ -13,16 +13,16 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
-from engine.fsutil import atomic_path
 from engine.store import ids
 from engine.store.provenance import provenance
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -103,7 +103,8 @@ class Run:
         return cls(**d, parents=tuple(parents))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-ready dict (shallow: no deep copy, so 10,000 runs serialise fast)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["parents"] = list(self.parents)
         return d
 
@@ -270,7 +271,7 @@ class Store:
                              (run_id, now, "created", status))
                 created.append((run_id, spec, status))
         for run_id, _spec, _status in created:
-            (self.workspace / run_id / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.workspace / run_id).mkdir()
         self._write_run_json([c[0] for c in created], prov)
         return [c[0] for c in created]
 
@@ -602,8 +603,19 @@ class Store:
                 "host": run.host or prov["host"], "git_commit": prov["git_commit"], "packages": prov["packages"],
                 "schema_version": SCHEMA_VERSION,
             }
-            with atomic_path(self.run_dir(rid) / "run.json") as tmp:
-                tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            _replace_text(self.run_dir(rid) / "run.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write-then-rename without fsync or a random temp name: run.json is rewritten at every state change
+    of thousands of runs and the database stays the source of truth, so only atomicity matters here."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _TakenOrOnDisk:
