@@ -79,79 +79,174 @@ class Recipe:
 
 _MEL = dict(network=0.6, globules=0.5, streaks=0.35, blotches=1.0, veil=1.0, regression=1.0)
 RECIPES: dict[str, Recipe] = {
-    "nevus": Recipe(network=0.65, globules=0.35, streaks=0.02, blotches=0.6, veil=0.2, regression=0.3),
+    "nevus": Recipe(
+        radius=(0.28, 0.55), network=0.65, globules=0.35, streaks=0.02, blotches=0.6, veil=0.2, regression=0.3
+    ),
     "clark_nevus": Recipe(
-        atypia=(2.3, 3.6), radius=(0.34, 0.55), network=0.85, globules=0.3, streaks=0.04, blotches=0.8,
-        veil=0.3, regression=0.5,
+        atypia=(2.5, 3.3),
+        radius=(0.34, 0.58),
+        network=0.85,
+        globules=0.3,
+        streaks=0.04,
+        blotches=0.8,
+        veil=0.3,
+        regression=0.5,
     ),
     "congenital_nevus": Recipe(
-        atypia=(1.5, 4.5), radius=(0.5, 0.7), melanin=(0.9, 1.8), network=0.4, globules=0.8, cobblestone=True,
-        blotches=0.5, raised=0.3,
+        atypia=(1.5, 4.5),
+        radius=(0.5, 0.7),
+        melanin=(0.9, 1.8),
+        network=0.4,
+        globules=0.8,
+        cobblestone=True,
+        blotches=0.5,
+        raised=0.3,
     ),
     "dermal_nevus": Recipe(
-        atypia=(1.2, 6.0), melanin=(0.25, 0.8), blood=(0.2, 0.45), network=0.1, globules=0.3, cobblestone=True,
-        vessels="comma", raised=0.8,
+        atypia=(1.2, 6.0),
+        melanin=(0.25, 0.8),
+        blood=(0.2, 0.45),
+        network=0.1,
+        globules=0.3,
+        cobblestone=True,
+        vessels="comma",
+        raised=0.8,
     ),
     "blue_nevus": Recipe(
-        atypia=(1.2, 6.0), radius=(0.22, 0.4), melanin=(0.2, 0.5), edge=(0.04, 0.08), dermal=(0.6, 0.85),
+        atypia=(1.2, 6.0),
+        radius=(0.22, 0.4),
+        melanin=(0.2, 0.5),
+        edge=(0.04, 0.08),
+        dermal=(0.6, 0.85),
     ),
     "combined_nevus": Recipe(network=0.5, globules=0.3, dermal=(0.45, 0.7), dermal_centre=True, blotches=0.4),
     "recurrent_nevus": Recipe(
-        atypia=(3.0, 3.0), network=0.5, blotches=1.0, white_centre=0.45, regression=0.6,
+        atypia=(3.0, 3.0),
+        network=0.5,
+        blotches=1.0,
+        white_centre=0.45,
+        regression=0.6,
     ),
     "spitz_nevus": Recipe(
-        atypia=(2.5, 3.5), radius=(0.26, 0.45), melanin=(1.4, 2.4), edge=(0.03, 0.07), streaks=0.95,
-        regular_streaks=True, globules=0.4, dermal=(0.1, 0.3), dermal_centre=True,
+        atypia=(2.5, 3.5),
+        radius=(0.26, 0.45),
+        melanin=(1.4, 2.4),
+        edge=(0.03, 0.07),
+        streaks=0.95,
+        regular_streaks=True,
+        globules=0.4,
+        dermal=(0.1, 0.3),
+        dermal_centre=True,
     ),
-    "melanoma_in_situ": Recipe(atypia=(3.2, 3.4), radius=(0.38, 0.6), melanin=(0.8, 1.6), **_MEL),
-    "melanoma": Recipe(atypia=(4.5, 2.5), radius=(0.45, 0.7), melanin=(0.9, 1.8), **_MEL),
+    "melanoma_in_situ": Recipe(atypia=(3.2, 3.4), radius=(0.32, 0.55), melanin=(0.8, 1.6), **_MEL),
+    "melanoma": Recipe(atypia=(4.0, 3.0), radius=(0.36, 0.62), melanin=(0.9, 1.8), **_MEL),
     "melanoma_thick": Recipe(
-        atypia=(5.5, 2.0), radius=(0.5, 0.75), melanin=(1.0, 2.0), blood=(0.1, 0.35), raised=0.6,
+        atypia=(5.0, 2.2),
+        radius=(0.42, 0.68),
+        melanin=(1.0, 2.0),
+        blood=(0.1, 0.35),
+        raised=0.6,
         **{**_MEL, "veil": 1.4},
     ),
     "melanoma_metastasis": Recipe(
-        atypia=(5.0, 2.0), radius=(0.3, 0.5), melanin=(0.6, 1.2), dermal=(0.4, 0.7), raised=0.7,
+        atypia=(5.0, 2.0),
+        radius=(0.3, 0.5),
+        melanin=(0.6, 1.2),
+        dermal=(0.4, 0.7),
+        raised=0.7,
         **{**_MEL, "network": 0.2},
     ),
     "seborrheic_keratosis": Recipe(
-        radius=(0.4, 0.65), melanin=(0.6, 1.9), edge=(0.015, 0.04), milia=0.8, cerebriform=0.7,
-        raised=0.5, rough=0.012, yellow=0.5,
+        radius=(0.4, 0.65),
+        melanin=(0.6, 1.9),
+        edge=(0.015, 0.04),
+        milia=0.8,
+        cerebriform=0.7,
+        raised=0.5,
+        rough=0.012,
+        yellow=0.5,
     ),
     "lentigo": Recipe(
-        atypia=(1.5, 5.0), radius=(0.35, 0.6), melanin=(0.4, 0.9), edge=(0.03, 0.08), network=0.75,
+        atypia=(1.5, 5.0),
+        radius=(0.35, 0.6),
+        melanin=(0.4, 0.9),
+        edge=(0.03, 0.08),
+        network=0.75,
         rough=0.015,
     ),
     "lichenoid_keratosis": Recipe(
-        melanin=(0.2, 0.5), blood=(0.3, 0.5), regression=8.0, edge=(0.08, 0.15),
+        melanin=(0.2, 0.5),
+        blood=(0.3, 0.5),
+        regression=8.0,
+        edge=(0.08, 0.15),
     ),
     "actinic_keratosis": Recipe(
-        radius=(0.4, 0.7), melanin=(0.0, 0.3), edge=(0.12, 0.25), blood=(0.45, 0.9), scale=0.7,
-        strawberry=True, rough=0.012,
+        radius=(0.4, 0.7),
+        melanin=(0.0, 0.3),
+        edge=(0.12, 0.25),
+        blood=(0.45, 0.9),
+        scale=0.7,
+        strawberry=True,
+        rough=0.012,
     ),
     "dermatofibroma": Recipe(
-        radius=(0.22, 0.38), melanin=(0.3, 0.7), blood=(0.2, 0.4), white_centre=0.7, network=1.0, raised=0.4,
+        radius=(0.22, 0.38),
+        melanin=(0.3, 0.7),
+        blood=(0.2, 0.4),
+        white_centre=0.7,
+        network=1.0,
+        raised=0.4,
     ),
     "vascular": Recipe(
-        radius=(0.2, 0.4), melanin=(0.0, 0.0), edge=(0.02, 0.05), blood=(0.5, 0.8), lacunae=True, raised=0.3,
+        radius=(0.2, 0.4),
+        melanin=(0.0, 0.0),
+        edge=(0.02, 0.05),
+        blood=(0.5, 0.8),
+        lacunae=True,
+        raised=0.3,
     ),
     "pyogenic_granuloma": Recipe(
-        radius=(0.25, 0.4), melanin=(0.0, 0.0), edge=(0.02, 0.04), blood=(1.6, 2.2), collarette=True,
+        radius=(0.25, 0.4),
+        melanin=(0.0, 0.0),
+        edge=(0.02, 0.04),
+        blood=(1.6, 2.2),
+        collarette=True,
         raised=1.0,
     ),
     "bcc": Recipe(
-        radius=(0.3, 0.55), melanin=(0.0, 0.2), blood=(0.25, 0.45), vessels="arborizing", nests=0.6,
-        raised=0.4, white_centre=0.15,
+        radius=(0.3, 0.55),
+        melanin=(0.0, 0.2),
+        blood=(0.25, 0.45),
+        vessels="arborizing",
+        nests=0.6,
+        raised=0.4,
+        white_centre=0.15,
     ),
     "scc": Recipe(
-        radius=(0.3, 0.55), melanin=(0.0, 0.1), blood=(0.5, 0.8), vessels="dotted", white_centre=0.8,
-        scale=0.5, raised=0.6, yellow=0.6,
+        radius=(0.3, 0.55),
+        melanin=(0.0, 0.1),
+        blood=(0.5, 0.8),
+        vessels="dotted",
+        white_centre=0.8,
+        scale=0.5,
+        raised=0.6,
+        yellow=0.6,
     ),
     "iec": Recipe(
-        radius=(0.45, 0.7), melanin=(0.0, 0.2), edge=(0.05, 0.1), blood=(0.6, 0.85), vessels="dotted",
-        scale=0.6, rough=0.02,
+        radius=(0.45, 0.7),
+        melanin=(0.0, 0.2),
+        edge=(0.05, 0.1),
+        blood=(0.6, 0.85),
+        vessels="dotted",
+        scale=0.6,
+        rough=0.02,
     ),
     "faint_macule": Recipe(
-        atypia=(1.4, 6.0), radius=(0.15, 0.3), melanin=(0.3, 0.8), edge=(0.08, 0.15), network=0.3,
+        atypia=(1.4, 6.0),
+        radius=(0.15, 0.3),
+        melanin=(0.3, 0.8),
+        edge=(0.08, 0.15),
+        network=0.3,
     ),
 }
 
@@ -210,7 +305,7 @@ def sample_lesion(recipe_key: str, rng: np.random.Generator) -> LesionSpec:
         recipe=recipe_key,
         atypia=t,
         seed=int(rng.integers(2**63)),
-        radius=float(rng.uniform(*r.radius) * (1 + 0.25 * t * r.blotches)),
+        radius=float(rng.uniform(*r.radius) * (1 + 0.1 * t * r.blotches)),
         aspect=float(1 + abs(rng.normal(0, 0.12)) + 0.15 * t),
         orientation=float(rng.uniform(0, math.pi)),
         harmonics=tuple(harmonics),
@@ -288,20 +383,44 @@ class Look:
 
 
 LOOKS: dict[str, Look] = {
-    "dermoscopic": Look("dermoscopic"),
+    "dermoscopic": Look("dermoscopic", zoom=(0.75, 1.25)),
     # ISIC 2020: whole-body-photography era dermoscopy, more zoomed out, fewer vignettes, brighter.
     "isic2020": Look("isic2020", zoom=(0.7, 1.05), vignette=0.12, brightness=1.04, skin=(0.0, 0.5)),
     # derm7pt's clinical photographs: camera under room light.
     "clinic": Look(
-        "clinic", clinical=True, zoom=(0.4, 0.6), shift=0.15, vignette=0.0, hair=0.2, falloff=(0.0, 0.05),
-        gradient=(0.15, 0.35), cast=0.06, cast_bias=(1.06, 0.98, 0.86), blur=(0.9, 1.6), noise=3.0,
-        scale=0.75, lesion_blur=0.05, gloss=0.8, skin=(0.1, 0.9),
+        "clinic",
+        clinical=True,
+        zoom=(0.4, 0.6),
+        shift=0.22,
+        vignette=0.0,
+        hair=0.2,
+        falloff=(0.0, 0.05),
+        gradient=(0.15, 0.35),
+        cast=0.06,
+        cast_bias=(1.06, 0.98, 0.86),
+        blur=(0.9, 1.6),
+        noise=3.0,
+        scale=0.75,
+        lesion_blur=0.05,
+        gloss=0.8,
+        skin=(0.1, 0.9),
     ),
     # Dermofit: clinical but with a ring flash: even light, sharper, little cast.
     "dermofit": Look(
-        "dermofit", clinical=True, zoom=(0.45, 0.7), vignette=0.0, hair=0.15, falloff=(0.0, 0.05),
-        gradient=(0.0, 0.08), cast=0.025, cast_bias=(1.02, 1.0, 0.97), blur=(0.4, 0.8), noise=2.0,
-        lesion_blur=0.035, gloss=0.6, skin=(0.0, 0.6),
+        "dermofit",
+        clinical=True,
+        zoom=(0.45, 0.7),
+        vignette=0.0,
+        hair=0.15,
+        falloff=(0.0, 0.05),
+        gradient=(0.0, 0.08),
+        cast=0.025,
+        cast_bias=(1.02, 1.0, 0.97),
+        blur=(0.4, 0.8),
+        noise=2.0,
+        lesion_blur=0.035,
+        gloss=0.6,
+        skin=(0.0, 0.6),
     ),
 }
 
@@ -358,7 +477,10 @@ def jitter_view(view: View, rng: np.random.Generator, amount: float = 1.0) -> Vi
     """The same photograph re-taken a moment later: sub-pixel shift, tiny rotation and exposure change."""
     return replace(
         view,
-        shift=(view.shift[0] + float(rng.normal(0, 0.008 * amount)), view.shift[1] + float(rng.normal(0, 0.008 * amount))),
+        shift=(
+            view.shift[0] + float(rng.normal(0, 0.008 * amount)),
+            view.shift[1] + float(rng.normal(0, 0.008 * amount)),
+        ),
         angle=view.angle + float(rng.normal(0, 0.01 * amount)),
         gain=view.gain * float(1 + rng.normal(0, 0.015 * amount)),
     )
@@ -562,8 +684,9 @@ def lesion_fields(spec: LesionSpec, n: int) -> dict[str, np.ndarray]:
         white += 0.85 * cv.discs(pts, rad)
         masks["milia_like_cyst"] = cv.discs(pts, rad, grow=1.4)
         k = int(rng.integers(2, 10))
-        mel += 2.0 * cv.discs(_polar_points(spec, rng.uniform(0, 2 * np.pi, k), rng.uniform(0, 0.8, k)),
-                              rng.uniform(0.012, 0.03, k))
+        mel += 2.0 * cv.discs(
+            _polar_points(spec, rng.uniform(0, 2 * np.pi, k), rng.uniform(0, 0.8, k)), rng.uniform(0.012, 0.03, k)
+        )
     if rec.cerebriform and rng.random() < rec.cerebriform:
         a = rng.uniform(0, np.pi)
         ridges = np.sin(30 * (cv.x * math.cos(a) + cv.y * math.sin(a)) + 4 * _noise(rng, n, 0.2 * px_r))
@@ -591,8 +714,14 @@ def lesion_fields(spec: LesionSpec, n: int) -> dict[str, np.ndarray]:
         blood += 1.3 * _vessels(rec.vessels, spec, cv, rng) * body
 
     return {
-        "body": body, "mel": mel, "derm": derm, "blood": blood, "white": white, "height": height,
-        "white_rgb": white_rgb, **masks,
+        "body": body,
+        "mel": mel,
+        "derm": derm,
+        "blood": blood,
+        "white": white,
+        "height": height,
+        "white_rgb": white_rgb,
+        **masks,
     }
 
 
@@ -644,11 +773,14 @@ def render(spec: LesionSpec, view: View, res: int) -> Rendered:
     dx, dy = px - view.shift[0], py - view.shift[1]
     qx, qy = (c * dx + s * dy) / view.zoom, (-s * dx + c * dy) / view.zoom
     coords = np.stack([(qy + EXTENT) * n / (2 * EXTENT) - 0.5, (qx + EXTENT) * n / (2 * EXTENT) - 0.5])
-    g = {k: ndimage.map_coordinates(v, coords, order=1, cval=0.0) for k, v in f.items()}
+    g = {
+        k: ndimage.map_coordinates(v, coords, order=1, cval=0.0) if v.any() else np.zeros((so, so))
+        for k, v in f.items()
+    }
 
     rng = np.random.default_rng(view.seed)
     skin = np.array(view.skin) * (1 + 0.05 * _noise(rng, so, so / 8) + 0.02 * _noise(rng, so, so / 40))[..., None]
-    skin_blood = 0.12 * expit(_noise(rng, so, so / 10))
+    skin_blood = 0.08 * expit(_noise(rng, so, so / 10))
     if look.clinical:  # pores and fine skin lines that a camera sees and immersion dermoscopy washes out
         skin_blood = skin_blood + 0.1 * (_noise(rng, so, 0.7) > 2.0)
     absorb = g["mel"][..., None] * A_MELANIN + (g["blood"] + skin_blood)[..., None] * A_BLOOD
