@@ -6,6 +6,7 @@ subprocess runs, so scripts need no daemon and a run behaves the same either way
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,5 +93,7 @@ def _run_foreground(store: st.Store, run_id: str) -> str:
         def on_progress(done: int, total: int, desc: str) -> None:
             bar.update(task, completed=done, total=total or None, description=f"{run_id} {desc}".strip())
 
-        return execute(store, run_id, device="cuda" if detect_gpus() else "cpu", console=handler,
-                       on_progress=on_progress)
+        # stdout carries only the outcome (one JSON document with --json): a kind's prints go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            return execute(store, run_id, device="cuda" if detect_gpus() else "cpu", console=handler,
+                           on_progress=on_progress)

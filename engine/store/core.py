@@ -323,11 +323,12 @@ class Store:
         if experiment is not None:
             where.append("experiment = ?")
             args.append(experiment)
-        sql = f"SELECT {_COLUMNS} FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq"
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        dep_sql = "SELECT child, parent FROM deps" + (f" WHERE child IN (SELECT id FROM runs{cond})" if cond else "")
         with self._read() as conn:
-            rows = conn.execute(sql, args).fetchall()
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM runs{cond} ORDER BY seq", args).fetchall()
             parents: dict[str, list[str]] = {}
-            for child, parent in conn.execute("SELECT child, parent FROM deps"):
+            for child, parent in conn.execute(dep_sql, args):
                 parents.setdefault(child, []).append(parent)
         return [Run.from_row(r, parents.get(r["id"], ())) for r in rows]
 
