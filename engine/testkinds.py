@@ -1,6 +1,7 @@
 """Run kinds that exercise the engine itself (queue, checkpoints, resume, failures) without any ML.
 
-- ``sleep``: waits ``seconds`` (default 1), stopping early on request.
+- ``sleep``: waits ``seconds`` (default 1), stopping early on request unless ``ignore_stop`` is true
+  (a run that never honours a stop request: exercises the SIGKILL after the grace period).
 - ``count``: counts ``n`` steps (``interval`` seconds each), metric ``count`` = step**2 at every step,
   checkpoint every ``checkpoint_every`` steps, resumes from its checkpoint; writes ``result.json``.
 - ``fail``: raises after ``steps`` steps (a run that fails, for tests and for checking a setup).
@@ -28,8 +29,11 @@ def _pause(ctx: RunContext, seconds: float) -> bool:
 def sleep_kind(ctx: RunContext) -> None:
     seconds = float(ctx.config.get("seconds", 1.0))
     ctx.progress(0, 1, "sleeping")
-    if not _pause(ctx, seconds):
-        ctx.progress(1, 1, "slept")
+    if ctx.config.get("ignore_stop"):
+        time.sleep(seconds)
+    elif _pause(ctx, seconds):
+        return
+    ctx.progress(1, 1, "slept")
 
 
 @register_kind("count")

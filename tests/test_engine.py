@@ -242,3 +242,39 @@ def test_pause_and_resume_a_running_run(ws):
         cli(ws, "runs", "resume", rid)
         assert s.get_run(rid).status == st.RUNNING
     assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED)) == st.SUCCEEDED
+
+
+def test_a_run_ignoring_cancel_is_killed_after_the_grace_period(ws):
+    with st.open_store(ws) as s:
+        rid = s.create_run("sleep", {"seconds": 600, "ignore_stop": True})
+    cli(ws, "engine", "start", "--grace", "0.5")
+    wait_status(ws, rid, (st.RUNNING,))
+    t0 = time.monotonic()
+    cli(ws, "runs", "cancel", rid)
+    assert wait_status(ws, rid, (st.CANCELLED, st.FAILED), timeout=20) == st.CANCELLED
+    assert time.monotonic() - t0 < 15
+    with st.open_store(ws) as s:
+        assert "grace period" in s.get_run(rid).exit_reason
+
+
+def test_interrupted_foreground_run_is_resumed_by_the_engine(ws):
+    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
+    fg = subprocess.Popen([GANAUG, "run", "count", "--set", "n=150", "--set", "interval=0.02", "--json"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with st.open_store(ws) as s:
+            rid = wait_for(lambda: [r.id for r in s.list_runs(status=st.RUNNING)], what="the run")[0]
+            wait_for(lambda: len(s.metrics(rid)) >= 10, what="metrics")
+        fg.send_signal(signal.SIGINT)  # Ctrl-C: checkpoint and stop
+        out, _ = fg.communicate(timeout=30)
+    finally:
+        fg.kill()
+    assert fg.returncode == 1 and json.loads(out)["status"] == st.INTERRUPTED
+    assert json.loads((ws / rid / "run.json").read_text())["status"] == st.INTERRUPTED
+    assert (ws / rid / "checkpoints" / "last.pt").is_file()
+    cli(ws, "engine", "start")  # default policy: resume
+    assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED), timeout=60) == st.SUCCEEDED
+    with st.open_store(ws) as s:
+        assert s.metrics(rid, "count")["step"].tolist() == list(range(150))
+        assert s.get_run(rid).slot == "cpu0" and s.get_run(rid).attempt == 2
+    assert json.loads((ws / rid / "result.json").read_text())["resumed_from"] >= 10

@@ -69,8 +69,10 @@ def runs_list(
     if json_out:
         print(json.dumps([r.to_dict() for r in runs]))
         return
-    lines = [f"{'ID':<44} {'KIND':<10} {'STATUS':<17} {'PRI':>3} {'SLOT':<10} {'STARTED':<14} PROGRESS"]
-    lines += [f"{r.id:<44} {r.kind:<10} {r.status:<17} {r.priority:>3} {r.slot or '-':<10} "
+    w = max([2, *(len(r.id) for r in runs)])
+    k = max([4, *(len(r.kind) for r in runs)])
+    lines = [f"{'ID':<{w}} {'KIND':<{k}} {'STATUS':<17} {'PRI':>3} {'SLOT':<10} {'STARTED':<14} PROGRESS"]
+    lines += [f"{r.id:<{w}} {r.kind:<{k}} {r.status:<17} {r.priority:>3} {r.slot or '-':<10} "
               f"{_when(r.started):<14} {_progress_text(r)}" for r in runs]
     sys.stdout.write("\n".join(lines) + "\n")
 
