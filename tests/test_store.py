@@ -179,3 +179,21 @@ def test_reader_never_errors_during_heavy_metric_writes(tmp_path):
     assert not errors and reads > 0
     with st.open_store(ws) as s:
         assert sum(len(s.metrics(r)) for r in ids) == 150 * 500
+
+
+def test_a_dag_enqueued_in_one_batch_refers_to_earlier_runs_by_index(store):
+    gan, pool, cls_a, cls_b = store.create_runs([
+        st.NewRun("gan-train", {}, experiment="paper"),
+        st.NewRun("gan-pool", {}, parents=[0], experiment="paper"),
+        st.NewRun("classify", {"r": 1}, parents=[1], experiment="paper"),
+        st.NewRun("classify", {"r": 2}, parents=[1, 0], experiment="paper"),
+    ])
+    assert [store.get_run(r).status for r in (gan, pool, cls_a, cls_b)] == ["queued", "blocked", "blocked",
+                                                                            "blocked"]
+    assert set(store.get_run(cls_b).parents) == {pool, gan}
+    with pytest.raises(InputError, match="parent index 1 is not an earlier run"):
+        store.create_runs([st.NewRun("x", {}, parents=[1]), st.NewRun("y", {})])
+    assert len(store.list_runs()) == 4  # the failed batch left nothing behind
+    store.set_experiment("paper", {"replicates": 10})
+    assert store.experiments() == [{"name": "paper", "created": store.experiments()[0]["created"],
+                                    "spec": {"replicates": 10}, "counts": {"queued": 1, "blocked": 3}}]

@@ -111,13 +111,14 @@ class Run:
 
 @dataclass(frozen=True)
 class NewRun:
-    """What ``Store.create_runs`` needs for one run."""
+    """What ``Store.create_runs`` needs for one run. A parent is a run id, or (for a DAG enqueued in one
+    batch) the int index of an earlier NewRun of the same batch."""
 
     kind: str
     config: dict[str, Any]
     label: str | None = None
     experiment: str | None = None
-    parents: Sequence[str] = ()
+    parents: Sequence[str | int] = ()
     priority: int = 0
 
 
@@ -243,10 +244,10 @@ class Store:
         with self._tx() as conn:
             next_suffix: dict[str, int] = {}
             taken_cache: dict[str, set[str]] = {}
-            for spec in specs:
+            for index, spec in enumerate(specs):
                 if not isinstance(spec.config, dict):
                     raise InputError(f"config of a {spec.kind!r} run must be a JSON object")
-                parents = list(dict.fromkeys(self._resolve(conn, p) for p in spec.parents))
+                parents = list(dict.fromkeys(self._batch_parent(conn, p, index, created) for p in spec.parents))
                 base = ids.base_id(spec.kind, spec.label, now)
                 if base not in taken_cache:
                     hi = base + "\uffff"
@@ -274,6 +275,14 @@ class Store:
             (self.workspace / run_id).mkdir()
         self._write_run_json([c[0] for c in created], prov)
         return [c[0] for c in created]
+
+    def _batch_parent(self, conn: sqlite3.Connection, parent: str | int, index: int,
+                      created: Sequence[tuple[str, NewRun, str]]) -> str:
+        if isinstance(parent, int):
+            if not 0 <= parent < index:
+                raise InputError(f"run #{index} of the batch: parent index {parent} is not an earlier run")
+            return created[parent][0]
+        return self._resolve(conn, parent)
 
     @staticmethod
     def _status_from_parents(conn: sqlite3.Connection, parents: Sequence[str]) -> str:
@@ -363,6 +372,24 @@ class Store:
             args.append(run_id)
         with self._read() as conn:
             return [dict(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+    # ---------------------------------------------------------------- experiments
+    def set_experiment(self, name: str, spec: dict[str, Any]) -> None:
+        """Create or update an experiment (a named grid) and the spec it was expanded from."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO experiments(name, created, spec) VALUES (?, ?, ?) ON CONFLICT(name)"
+                         " DO UPDATE SET spec = excluded.spec", (name, time.time(), json.dumps(spec, default=str)))
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Experiments with their spec and run counts per status."""
+        with self._read() as conn:
+            exps = {r["name"]: {"name": r["name"], "created": r["created"], "spec": json.loads(r["spec"]),
+                                "counts": {}} for r in conn.execute("SELECT * FROM experiments ORDER BY created")}
+            for name, status, n in conn.execute(
+                    "SELECT experiment, status, count(*) FROM runs WHERE experiment IS NOT NULL"
+                    " GROUP BY experiment, status"):
+                exps[name]["counts"][status] = n
+        return list(exps.values())
 
     # ---------------------------------------------------------------- queue settings
     def setting(self, key: str, default: str | None = None) -> str | None:
