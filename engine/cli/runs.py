@@ -168,7 +168,7 @@ def runs_priority(run_id: Annotated[str, typer.Argument()], priority: Annotated[
 
 @runs_app.command("pause")
 def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
-    """Hold waiting runs; suspend running ones (SIGSTOP) until ``runs resume``."""
+    """Hold waiting runs; suspend running ones (SIGSTOP) until `ganaug runs resume`."""
     with _store(workspace) as store:
         for rid in run_ids:
             run = store.get_run(rid)
@@ -180,7 +180,7 @@ def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
 
 @runs_app.command("resume")
 def runs_resume(run_ids: RunIds, workspace: Workspace = None) -> None:
-    """Undo ``runs pause``."""
+    """Undo `ganaug runs pause`: held runs wait again, suspended ones continue (SIGCONT)."""
     with _store(workspace) as store:
         for rid in run_ids:
             run = store.get_run(rid)
