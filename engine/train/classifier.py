@@ -163,10 +163,11 @@ def _val_metrics(model: torch.nn.Module, val: ArraySet, augmenter: Augmenter, ba
 
 def fit(ctx: RunContext, model: torch.nn.Module, train: ArraySet, val: ArraySet, optim: OptimConfig,
         augmenter: Augmenter, seed: int, best_path: Path, amp: bool = True,
-        compile_model: bool = False) -> FitResult:
+        compile_model: bool = False, prefetch: int | None = None) -> FitResult:
     """Fine-tune ``model`` (all weights) on ``train``; select on ``val``; best weights to ``best_path``.
 
-    Test data is not a parameter: nothing here can see it.
+    Test data is not a parameter: nothing here can see it. ``prefetch``: batches prepared ahead by the
+    background thread (0: inline; None: the device's default, see ``Prefetcher``).
     """
     dev = augmenter.device
     cuda = dev.type == "cuda"
@@ -213,7 +214,7 @@ def fit(ctx: RunContext, model: torch.nn.Module, train: ArraySet, val: ArraySet,
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
-        with Prefetcher(batches, prepare, dev) as stream:
+        with Prefetcher(batches, prepare, dev, depth=prefetch) as stream:
             for i, (x, y) in enumerate(stream, 1):
                 logits = forward(step_model, x, amp)
                 loss = torch.nn.functional.cross_entropy(logits, y)

@@ -56,7 +56,7 @@ def _tta_blocks(n: int, replicas: int, batch_size: int) -> Iterator[tuple[int, i
 @torch.no_grad()
 def tta_scores(model: torch.nn.Module, images: np.ndarray, augmenter: Augmenter, replicas: int,
                batch_size: int, gen: torch.Generator, amp: bool = True,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+               progress: Callable[[int, int], None] | None = None, prefetch: int | None = None) -> np.ndarray:
     """Mean melanoma probability over ``replicas`` independently augmented copies of each image.
 
     ``progress(done, total)`` is called after each forward pass (done/total in image x replica slots).
@@ -73,7 +73,7 @@ def tta_scores(model: torch.nn.Module, images: np.ndarray, augmenter: Augmenter,
         return augmenter(uint8[owner - first], gen), owner
 
     sums = torch.zeros(len(images), device=dev)
-    with Prefetcher(_tta_blocks(len(images), replicas, batch_size), prepare, dev) as batches:
+    with Prefetcher(_tta_blocks(len(images), replicas, batch_size), prepare, dev, prefetch) as batches:
         done, total = 0, len(images) * replicas
         for x, owner in batches:
             prob = torch.softmax(forward(model, x, amp), dim=1)[:, 1]
