@@ -515,9 +515,10 @@ def _derm7pt(seed: int, n: int, root: Path, res: int, workers: int) -> dict[str,
                 c = cases[i]
                 if c.dup_of is not None and column in c.dup_columns:
                     if bin(hashes[i] ^ hashes[c.dup_of]).count("1") > NEAR_DUPLICATE_BITS // 2:
-                        # re-take the (possibly re-rendered) source photograph, more carefully each round
+                        # re-take the (possibly re-rendered) source photograph: gentler, then an exact copy
+                        # (JPEG can flip a pHash bit that sits on the median even for a tiny jitter)
                         r = _rng(seed, 7, 5, i, attempt)
-                        c.views[column] = jitter_view(cases[c.dup_of].views[column], r, 0.5 ** (attempt + 1))
+                        c.views[column] = jitter_view(cases[c.dup_of].views[column], r, 0.25 if attempt == 0 else 0.0)
                         todo.append(job(i, column))
                     continue
                 # Distinct lesions must stay clear of the threshold, with a margin for JPEG round-off.
