@@ -166,6 +166,11 @@ def test_tta_averages_replicas_of_each_image() -> None:
     split = tta_scores(model, data.images, none, replicas=7, batch_size=4, gen=make_generator("cpu", 0))
     plain = tta_scores(model, data.images, none, replicas=1, batch_size=64, gen=make_generator("cpu", 0))
     np.testing.assert_allclose(split, plain, rtol=1e-5, atol=1e-6)
+    threaded = tta_scores(model, data.images, aug, replicas=7, batch_size=4, gen=make_generator("cpu", 0),
+                          prefetch=2)
+    inline = tta_scores(model, data.images, aug, replicas=7, batch_size=4, gen=make_generator("cpu", 0),
+                        prefetch=0)
+    np.testing.assert_array_equal(threaded, inline)
 
 
 def test_monitor_plateau_and_early_stopping_on_a_scripted_curve() -> None:
@@ -196,15 +201,42 @@ def test_balanced_sampler_balances_classes() -> None:
     assert sorted(epoch_order(labels, balanced=False, rng=np.random.default_rng(0))) == list(range(100))
 
 
-def _fit(tmp_path: Path, name: str, epochs: int, stop_after: int | None = None, **optim: Any) -> tuple[Any, ...]:
+def _fit(tmp_path: Path, name: str, epochs: int, stop_after: int | None = None, prefetch: int | None = None,
+         **optim: Any) -> tuple[Any, ...]:
     run_dir = tmp_path / name
     run_dir.mkdir(exist_ok=True)
     ctx = FakeContext(run_dir, stop_after)
     model = tiny_model(derive_seed(0, 0))
     cfg = OptimConfig(lr=0.05, batch_size=16, max_epochs=epochs, **optim)
     result = fit(ctx, model, lesions(96, 10), lesions(40, 11), cfg, Augmenter(AugmentConfig()), seed=7,
-                 best_path=run_dir / "checkpoints" / "best.pt")
+                 best_path=run_dir / "checkpoints" / "best.pt", prefetch=prefetch)
     return result, model, ctx
+
+
+def test_prefetch_thread_trains_exactly_like_the_inline_loop(tmp_path: Path) -> None:
+    """The CUDA path's background thread must not change a single batch (own generator, ordered queue)."""
+    inline, m_inline, _ = _fit(tmp_path, "inline", epochs=2, prefetch=0)
+    threaded, m_threaded, _ = _fit(tmp_path, "threaded", epochs=2, prefetch=2)
+    for a, b in zip(m_inline.state_dict().values(), m_threaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # and a graceful stop mid-epoch shuts the thread down cleanly
+    stopped, _, _ = _fit(tmp_path, "stopped", epochs=2, stop_after=3, prefetch=2)
+    assert stopped.interrupted and stopped.epochs == 0
+
+
+def test_prefetcher_surfaces_errors_of_the_preparing_thread() -> None:
+    from engine.train.pipeline import Prefetcher
+
+    def prepare(i: int) -> tuple[torch.Tensor]:
+        if i == 3:
+            raise InputError("corrupt image 3")
+        return (torch.tensor([i]),)
+
+    seen = []
+    with pytest.raises(InputError, match="corrupt image 3"), Prefetcher(range(10), prepare, torch.device("cpu"),
+                                                                      depth=2) as stream:
+        seen.extend(int(x) for (x,) in stream)
+    assert seen == [0, 1, 2]
 
 
 def test_fit_learns_and_records_metrics(tmp_path: Path) -> None:
