@@ -54,7 +54,7 @@ from engine.fsutil import atomic_write_json
 
 DEMO_DEFAULTS: dict[str, int] = {"seed": 0, "res": 64, "n_train": 1200}
 GENERATOR = "ganaug-demo"
-VERSION = 1  # bump when the output for given parameters changes, so stale demos are not reused
+VERSION = 2  # bump when the output for given parameters changes, so stale demos are not reused
 MANIFEST = "demo.json"
 MIN_TRAIN = 60
 RES_RANGE = (16, 1024)
@@ -667,6 +667,11 @@ def generate_demo(
     (at least 40), ISIC 2018 Task 2 masks for ~n/6 training images. Images are ``res`` pixels square
     (derm7pt clinical photographs 3/4 of that).
     """
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and multiprocessing.current_process().name != "MainProcess":
+        # A script without an ``if __name__ == "__main__":`` guard re-runs itself in each spawned renderer.
+        raise RuntimeError("generate_demo called from a worker process: guard the calling script's main code")
     out = Path(out).expanduser()
     if not RES_RANGE[0] <= res <= RES_RANGE[1]:
         raise InputError(f"demo --res {res}: must be between {RES_RANGE[0]} and {RES_RANGE[1]} pixels")
@@ -685,7 +690,8 @@ def generate_demo(
             if not overwrite:
                 raise InputError(
                     f"{out}: holds a demo with other parameters (seed={old.get('seed')}, res={old.get('res')}, "
-                    f"n_train={old.get('n_train')}, version={old.get('version')}); pass overwrite or pick another --out"
+                    f"n_train={old.get('n_train')}, version={old.get('version')}); "
+                    "pass --overwrite (overwrite=True) or pick another --out"
                 )
     workers = workers or default_workers()
     out.parent.mkdir(parents=True, exist_ok=True)

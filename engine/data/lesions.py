@@ -272,7 +272,8 @@ class LesionSpec:
     streaks: str  # absent | regular | irregular
     colours: tuple[str, ...]  # extra colours beyond the base brown: dark, light, red, blue, white
     veil: bool
-    regression: bool
+    regression: str  # absent | white areas | blue areas | combinations (derm7pt's categories)
+    vessels: str  # absent | arborizing | dotted | comma | linear irregular
     dermal: float
     blood: float
 
@@ -319,7 +320,10 @@ def sample_lesion(recipe_key: str, rng: np.random.Generator) -> LesionSpec:
         streaks="absent" if not has_streaks else ("regular" if r.regular_streaks else "irregular"),
         colours=colours,
         veil=bool(rng.random() < r.veil * t**2),
-        regression=bool(rng.random() < min(1.0, r.regression * t**2)),
+        regression=str(rng.choice(["white areas", "blue areas", "combinations"]))
+        if rng.random() < min(1.0, r.regression * t**2)
+        else "absent",
+        vessels="linear irregular" if "red" in colours and t > 0.65 else r.vessels,
         dermal=float(rng.uniform(*r.dermal)),
         blood=float(rng.uniform(*r.blood)),
     )
@@ -333,29 +337,24 @@ def seven_point_criteria(spec: LesionSpec) -> dict[str, str | int]:
         pigmentation = ("localized " if spec.asymmetry > 0.4 else "diffuse ") + (
             "irregular" if irregular else "regular"
         )
-    blue = spec.regression and ("blue" in spec.colours or spec.dermal > 0.3)
-    regression = "absent" if not spec.regression else ("combinations" if blue else "white areas")
-    vessels = RECIPES[spec.recipe].vessels
-    if spec.atypia > 0.7 and RECIPES[spec.recipe].blotches and "red" in spec.colours:
-        vessels = "linear irregular"
     score = (
         2 * (spec.network == "atypical")
         + 2 * spec.veil
-        + 2 * (vessels == "linear irregular")
+        + 2 * (spec.vessels == "linear irregular")
         + (spec.streaks == "irregular")
         + pigmentation.endswith("irregular")
         + (spec.globules == "irregular")
-        + (regression != "absent")
+        + (spec.regression != "absent")
     )
     return {
         "seven_point_score": int(score),
         "pigment_network": spec.network,
         "streaks": spec.streaks,
         "pigmentation": pigmentation,
-        "regression_structures": regression,
+        "regression_structures": spec.regression,
         "dots_and_globules": spec.globules,
         "blue_whitish_veil": "present" if spec.veil else "absent",
-        "vascular_structures": vessels,
+        "vascular_structures": spec.vessels,
     }
 
 
@@ -670,11 +669,13 @@ def lesion_fields(spec: LesionSpec, n: int) -> dict[str, np.ndarray]:
         veil = blob(0.4, float(rng.uniform(0.15, 0.35)))
         derm += 0.65 * veil
         white += 0.15 * veil
-    if spec.regression:
+    if spec.regression != "absent":  # scar-like white areas and/or blue-grey peppering
         reg = blob(0.3, float(rng.uniform(0.1, 0.3)))
-        white += 0.55 * reg
-        pepper = (_noise(rng, n, 0.6) > 1.6).astype(np.float32)
-        derm += 0.5 * pepper * reg
+        if spec.regression != "blue areas":
+            white += 0.55 * reg
+        if spec.regression != "white areas":
+            pepper = (_noise(rng, n, 0.6) > 1.3).astype(np.float64)
+            derm += (0.25 + 0.4 * pepper) * reg
     if rec.white_centre:
         white += rec.white_centre * np.exp(-((u / 0.45) ** 2)) * body
     if rec.milia:
@@ -710,8 +711,8 @@ def lesion_fields(spec: LesionSpec, n: int) -> dict[str, np.ndarray]:
         k = int(rng.integers(2, 6))
         pts = _polar_points(spec, rng.uniform(0, 2 * np.pi, k), rng.uniform(0.2, 0.8, k))
         derm += rec.nests * cv.discs(pts, rng.uniform(0.04, 0.08, k))
-    if rec.vessels != "absent":
-        blood += 1.3 * _vessels(rec.vessels, spec, cv, rng) * body
+    if spec.vessels != "absent":
+        blood += 1.3 * _vessels(spec.vessels, spec, cv, rng) * body
 
     return {
         "body": body,
@@ -726,7 +727,8 @@ def lesion_fields(spec: LesionSpec, n: int) -> dict[str, np.ndarray]:
 
 
 def _vessels(kind: str, spec: LesionSpec, cv: _Canvas, rng: np.random.Generator) -> np.ndarray:
-    """Arborizing trees (BCC), dotted/glomerular clusters (SCC, IEC), or short commas (dermal nevus)."""
+    """Arborizing trees (BCC), dotted/glomerular clusters (SCC, IEC), short commas (dermal nevus) or the
+    linear irregular vessels of thick melanomas."""
     if kind == "dotted":
         k = int(rng.integers(20, 60))
         pts = _polar_points(spec, rng.uniform(0, 2 * np.pi, k), np.sqrt(rng.uniform(0, 0.85, k)))
@@ -736,6 +738,15 @@ def _vessels(kind: str, spec: LesionSpec, cv: _Canvas, rng: np.random.Generator)
         for x, y in _polar_points(spec, rng.uniform(0, 2 * np.pi, 8), rng.uniform(0, 0.7, 8)):
             a = rng.uniform(0, 2 * np.pi)
             segs.append((x, y, x + 0.06 * math.cos(a), y + 0.06 * math.sin(a), 0.012))
+        return cv.lines(segs)
+    if kind == "linear irregular":
+        for x, y in _polar_points(spec, spec.asym_angle + rng.normal(0, 0.8, 10), rng.uniform(0.1, 0.9, 10)):
+            a = rng.uniform(0, 2 * np.pi)
+            for _ in range(3):  # short zig-zag polylines of uneven calibre
+                a += rng.normal(0, 0.8)
+                x1, y1 = x + 0.05 * math.cos(a), y + 0.05 * math.sin(a)
+                segs.append((x, y, x1, y1, float(rng.uniform(0.008, 0.018))))
+                x, y = x1, y1
         return cv.lines(segs)
     for x, y in _polar_points(spec, rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.1, 0.6, 3)):
         stack = [(float(x), float(y), float(rng.uniform(0, 2 * np.pi)), 0.028, 0)]
