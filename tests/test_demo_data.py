@@ -16,6 +16,7 @@ from scipy import ndimage, stats
 
 from engine.data import load_dataset
 from engine.data.demo import MANIFEST, generate_demo
+from engine.data.split import split_dataset
 from engine.errors import InputError
 
 SEED, RES, N_TRAIN = 3, 32, 150
@@ -114,6 +115,9 @@ def test_isic2019_layout_carcinomas_downsampled_ids_and_shared_lesions(demo):
     for r in ds.records:
         if r.lesion_id:
             per_lesion.setdefault(r.lesion_id, []).append(r)
+    split = split_dataset(ds.records, seed=0)  # the paper's train/val/test proportions, grouped by lesion
+    for part in (split.train, split.val, split.test):
+        assert {r.label for r in part} == {0, 1}
     twice = [rs for rs in per_lesion.values() if len(rs) > 1]
     assert twice, "some lesions must be photographed twice"
     for rs in twice:  # the same lesion, two different photographs, one diagnosis

@@ -195,14 +195,10 @@ def _write_job(root: Path, res: int, job: _Job) -> None:
     buf = io.BytesIO()
     fmt = "PNG" if job.images[0].endswith(".png") else "JPEG"
     Image.fromarray(out.image).save(buf, format=fmt, **({"quality": job.quality} if fmt == "JPEG" else {}))
-    for rel in job.images:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buf.getvalue())
+    for rel in job.images:  # folders exist: _write_jobs made them
+        (root / rel).write_bytes(buf.getvalue())
     for name, rel in job.masks:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(out.masks[name].astype(np.uint8) * 255).save(path)
+        Image.fromarray(out.masks[name].astype(np.uint8) * 255).save(root / rel)
 
 
 def _write_jobs(root: Path, res: int, jobs: Sequence[_Job], workers: int) -> None:
