@@ -7,7 +7,7 @@ model selection on validation only; then, and only then, decode the test images 
 Seeding: the split depends on ``data.split_seed``; the real subset only on (split, real_fraction,
 replicate), so replicate k of every configuration trains on the same real images (paired comparisons);
 training randomness (init, shuffle, augmentation, dropout) comes from (seed, replicate); TTA from
-(seed, replicate, test-set index).
+(seed, replicate, test-set name), so a test set's replicas are the same whatever other sets a run scores.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,11 @@ def run_classify(ctx: RunContext) -> None:
     t_eval = time.perf_counter()
     scored: list[TestScores] = []
     n_scored = 0
-    for i, (name, records) in enumerate(tests.items()):
+    for name, records in tests.items():
         if ctx.stop_requested():
             return  # the checkpoint says training is done: a resumed attempt goes straight to scoring
         images = cache.load([r.image for r in records], res)
-        gen = make_generator(device, derive_seed(cfg.seed, cfg.replicate, 1_000 + i))
+        gen = make_generator(device, derive_seed(cfg.seed, cfg.replicate, zlib.crc32(name.encode())))
         scores = tta_scores(model, images, augmenter, cfg.tta.replicas, cfg.tta.batch_size, gen, cfg.amp,
                             progress=lambda done, total, name=name: ctx.progress(done, total, f"TTA {name}"))
         n_scored += len(records) * cfg.tta.replicas
@@ -187,5 +188,6 @@ def run_classify(ctx: RunContext) -> None:
                   "res": res, "norm": cfg.model.norm},
         "timings": {"train_s": result.train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start},
         "images_per_s": {"train": result.images_per_s, "tta": n_scored / eval_s if eval_s else 0.0},
+        "history": result.history,
         "config": cfg.to_json(),
     })
