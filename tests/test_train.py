@@ -275,6 +275,10 @@ def test_missing_weights_file_says_how_to_fix(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="--weights FILE.*--no-pretrained"):
         create_model(ModelConfig(name="test_resnet", weights=str(tmp_path / "missing.pth")))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot load"):
+        create_model(ModelConfig(name="test_resnet", weights=str(garbage)))
     with pytest.raises(InputError, match="unknown timm model"):
         create_model(ModelConfig(name="no_such_net", pretrained=False))
 

@@ -111,6 +111,12 @@ def run_classify(ctx: RunContext) -> None:
     from engine.train.evaluate import TestScores, tta_scores, write_predictions
     from engine.train.model import create_model, norm_stats
 
+    # 0. The model first: a missing weights file fails before any image is decoded.
+    train_seed = derive_seed(cfg.seed, cfg.replicate)
+    torch.manual_seed(train_seed)  # the new head's init
+    model = create_model(cfg.model)
+    mean, std = norm_stats(cfg.model, model)
+
     # 1. Records and labels only (no test pixels are read before training ends).
     data = load_dataset(cfg.data.format, cfg.data.root)
     split, split_file = _split(cfg, ctx, data.records)
@@ -136,10 +142,6 @@ def run_classify(ctx: RunContext) -> None:
     ctx.log.info("train %d real + %d synthetic, val %d; device %s", len(real), len(synthetic), len(val), device)
 
     # 3. Fine-tune.
-    train_seed = derive_seed(cfg.seed, cfg.replicate)
-    torch.manual_seed(train_seed)  # the new head's init
-    model = create_model(cfg.model)
-    mean, std = norm_stats(cfg.model, model)
     augmenter = Augmenter(cfg.augment, mean, std, device)
     checkpoints = ctx.run_dir / "checkpoints"
     best_path = checkpoints / "best.pt"
