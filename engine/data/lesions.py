@@ -364,7 +364,7 @@ class Look:
 
     name: str
     clinical: bool = False
-    zoom: tuple[float, float] = (0.85, 1.2)
+    zoom: tuple[float, float] = (0.75, 1.25)  # lesion frame -> image scale
     shift: float = 0.08
     vignette: float = 0.35  # P(dermoscope's black circular border)
     hair: float = 0.35
@@ -382,7 +382,7 @@ class Look:
 
 
 LOOKS: dict[str, Look] = {
-    "dermoscopic": Look("dermoscopic", zoom=(0.75, 1.25)),
+    "dermoscopic": Look("dermoscopic"),
     # ISIC 2020: whole-body-photography era dermoscopy, more zoomed out, fewer vignettes, brighter.
     "isic2020": Look("isic2020", zoom=(0.7, 1.05), vignette=0.12, brightness=1.04, skin=(0.0, 0.5)),
     # derm7pt's clinical photographs: camera under room light.
