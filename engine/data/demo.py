@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.data.formats.derm7pt import NEAR_DUPLICATE_BITS, label_of, phash_bits
 from engine.data.lesions import (
     MASK_NAMES,
     LesionSpec,
@@ -49,6 +50,7 @@ from engine.data.lesions import (
     sample_view,
     seven_point_criteria,
 )
+from engine.data.records import MELANOMA
 from engine.errors import InputError
 from engine.fsutil import atomic_write_json
 
@@ -115,15 +117,6 @@ DERM7PT = {  # diagnosis: (cases in the real release, recipe)
     "recurrent nevus": (6, "recurrent_nevus"),
     "melanoma metastasis": (4, "melanoma_metastasis"),
     "melanoma": (1, "melanoma"),
-}
-DERM7PT_KEPT_NEVI = {
-    "blue nevus",
-    "clark nevus",
-    "combined nevus",
-    "congenital nevus",
-    "dermal nevus",
-    "recurrent nevus",
-    "reed or spitz nevus",
 }
 DERM7PT_FOLDERS = (
     "Aal",
@@ -418,13 +411,9 @@ def _isic2020(seed: int, n: int, root: Path) -> tuple[list[_Job], dict[str, Any]
     return jobs, _summary("isic2020", "isic2020", Counter(diags), lambda d: ISIC2020[d][2], n, {})
 
 
-def _derm7pt_kept(diagnosis: str) -> str | None:
-    """'melanoma' / 'benign' for the classes the paper keeps, else the adapter's drop reason."""
-    if diagnosis.startswith("melanoma"):
-        return "melanoma"
-    if diagnosis in DERM7PT_KEPT_NEVI or diagnosis == "seborrheic keratosis":
-        return "benign"
-    return "carcinoma" if diagnosis == "basal cell carcinoma" else f"class not in ISIC 2018 Task 2: {diagnosis}"
+def _kept_in_derm7pt(diagnosis: str) -> bool:
+    """The adapter's rule (melanoma, nevi, seborrheic keratosis kept): the manifest must predict its output."""
+    return not isinstance(label_of(diagnosis), str)
 
 
 @dataclass
@@ -451,7 +440,7 @@ def _derm7pt_cases(seed: int, n: int) -> list[_Case]:
         cases.append(_Case(diag, spec, {"derm": derm, "clinic": sample_view("clinic", r, skin=derm.skin)}))
     # derm7pt reuses one clinical photograph for several lesions (clinic-only duplicates) and lists a few
     # lesions twice (both photographs re-taken).
-    kept = [i for i, c in enumerate(cases) if _derm7pt_kept(c.diagnosis) in ("melanoma", "benign")]
+    kept = [i for i, c in enumerate(cases) if _kept_in_derm7pt(c.diagnosis)]
     n_both, n_clinic = max(1, round(0.015 * n)), max(1, round(0.03 * n))
     sources = rng.choice(kept, size=min(len(kept), n_both + n_clinic), replace=False)
     for k, src in enumerate(sorted(sources.tolist(), reverse=True)):
@@ -472,8 +461,6 @@ def _derm7pt_cases(seed: int, n: int) -> list[_Case]:
 
 def _derm7pt(seed: int, n: int, root: Path, res: int, workers: int) -> dict[str, dict[str, Any]]:
     """derm7pt release_v0: render, then re-render until near-duplicates are exactly the planted ones."""
-    from engine.data.formats.derm7pt import NEAR_DUPLICATE_BITS, phash_bits
-
     cases = _derm7pt_cases(seed, n)
     rng = _rng(seed, 7, 2)
     folder_of = [DERM7PT_FOLDERS[int(rng.integers(len(DERM7PT_FOLDERS)))] for _ in cases]
@@ -498,7 +485,7 @@ def _derm7pt(seed: int, n: int, root: Path, res: int, workers: int) -> dict[str,
         )
 
     look_of = {"derm": "dermoscopic", "clinic": "clinic"}
-    kept = [i for i, c in enumerate(cases) if _derm7pt_kept(c.diagnosis) in ("melanoma", "benign")]
+    kept = [i for i, c in enumerate(cases) if _kept_in_derm7pt(c.diagnosis)]
     todo = [job(i, col) for i in range(len(cases)) for col in ("clinic", "derm")]
     for attempt in range(8):
         _write_jobs(root, res, todo, workers)
@@ -582,18 +569,17 @@ def _derm7pt(seed: int, n: int, root: Path, res: int, workers: int) -> dict[str,
     _write_csv(root / "derm7pt/release_v0/meta/meta.csv", header, rows)
 
     out = {}
-    dropped = Counter(_derm7pt_kept(c.diagnosis) for c in cases)
+    dropped = Counter(str(label_of(c.diagnosis)) for c in cases if not _kept_in_derm7pt(c.diagnosis))
     for column in ("derm", "clinic"):
         kept_diag = Counter(
             c.diagnosis
             for c in cases
-            if _derm7pt_kept(c.diagnosis) in ("melanoma", "benign")
-            and not (c.dup_of is not None and column in c.dup_columns)
+            if _kept_in_derm7pt(c.diagnosis) and not (c.dup_of is not None and column in c.dup_columns)
         )
-        drops = {k: v for k, v in dropped.items() if k not in ("melanoma", "benign")}
+        drops = dict(dropped)
         drops["near-duplicate"] = sum(c.dup_of is not None and column in c.dup_columns for c in cases)
         out[f"derm7pt-{column}"] = _summary(
-            f"derm7pt-{column}", "derm7pt", kept_diag, lambda d: d.startswith("melanoma"), len(cases), drops
+            f"derm7pt-{column}", "derm7pt", kept_diag, lambda d: label_of(d) == MELANOMA, len(cases), drops
         )
     return out
 
