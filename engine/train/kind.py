@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
-from engine.fsutil import atomic_path, atomic_write_json
+from engine.fsutil import atomic_write_json
 from engine.kinds import RunContext, register_kind
 from engine.train.config import TEST_SET_NAMES, ClassifyConfig, parse_config
 
@@ -87,8 +87,7 @@ def _split(cfg: ClassifyConfig, ctx: RunContext, records: list[Any]) -> tuple[An
     if path.is_file():
         return Split.read_csv(path, records), path
     split = split_dataset(records, seed=cfg.data.split_seed)
-    with atomic_path(path) as tmp:
-        split.write_csv(tmp)
+    split.write_csv(path)  # atomic: concurrent first runs write the same content, the last rename wins
     ctx.log.info("split written to %s", path)
     return split, path
 
