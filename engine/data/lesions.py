@@ -379,6 +379,7 @@ class Look:
     gloss: float = 0.0  # specular highlights on raised lesions
     skin: tuple[float, float] = (0.0, 0.7)  # light..tan skin tone range
     brightness: float = 1.0
+    backdrop: float = 0.0  # P(the frame catches the body's outline: clothing or room behind it)
 
 
 LOOKS: dict[str, Look] = {
@@ -402,6 +403,7 @@ LOOKS: dict[str, Look] = {
         scale=0.75,
         lesion_blur=0.05,
         gloss=0.8,
+        backdrop=0.5,
         skin=(0.1, 0.9),
     ),
     # Dermofit: clinical but with a ring flash: even light, sharper, little cast.
@@ -442,6 +444,8 @@ class View:
     cast: tuple[float, float, float]
     blur: float
     gain: float = 1.0
+    backdrop: tuple[float, float] | None = None  # (direction, distance from centre) of the body's outline
+    backdrop_rgb: tuple[float, float, float] = (0.2, 0.2, 0.2)
 
 
 def sample_view(look_name: str, rng: np.random.Generator, skin: tuple[float, float, float] | None = None) -> View:
@@ -469,6 +473,10 @@ def sample_view(look_name: str, rng: np.random.Generator, skin: tuple[float, flo
         cast=(float(cast[0]), float(cast[1]), float(cast[2])),
         blur=float(rng.uniform(*lk.blur)),
         gain=float(lk.brightness),
+        backdrop=(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.6, 0.95)))
+        if rng.random() < lk.backdrop
+        else None,
+        backdrop_rgb=tuple(float(c) for c in rng.uniform(0.05, 0.6) * rng.uniform(0.6, 1.0, 3)),
     )
 
 
@@ -808,6 +816,10 @@ def render(spec: LesionSpec, view: View, res: int) -> Rendered:
     if look.gloss:
         spots = expit((_noise(rng, so, 1.2) - 1.3) / 0.15) * look.gloss * np.clip(g["height"], 0, 1)
         img = img + spots[..., None] * (1 - img)
+    if view.backdrop:
+        a, dist = view.backdrop
+        beyond = expit(((px * math.cos(a) + py * math.sin(a)) - dist) / 0.02)[..., None]
+        img = img * (1 - beyond) + np.array(view.backdrop_rgb) * beyond
     if view.hairs:
         img = _hair(img, view.hairs, rng)
     if view.vignette:
