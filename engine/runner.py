@@ -36,21 +36,36 @@ def launch(kind: str, config: dict[str, Any], *, label: str | None = None, works
            experiment: str | None = None) -> int:
     """Enqueue one run; with ``detach`` print its id (or JSON) and return, else run it now in the
     foreground (rich progress on stderr) and print the outcome. Returns the exit code (0 ok, 1 failed)."""
-    if kind not in kind_names():
-        raise InputError(f"unknown run kind {kind!r}; known: {', '.join(kind_names())}")
-    with st.open_store(workspace) as store:
-        run_id = store.create_run(kind, config, label=label, experiment=experiment, parents=parents,
-                                  priority=priority, foreground_pid=None if detach else os.getpid())
-        if detach:
+    if detach:
+        _check_kind(kind)
+        with st.open_store(workspace) as store:
+            run_id = store.create_run(kind, config, label=label, experiment=experiment, parents=parents,
+                                      priority=priority)
             return _report_detached(store, run_id, json_out)
-        status = _run_foreground(store, run_id)
-        doc = outcome(store, run_id)
+    doc = run_here(kind, config, label=label, workspace=workspace, priority=priority, parents=parents,
+                   experiment=experiment)
     if json_out:
         print(json.dumps(doc))
     else:
         reason = f" ({doc['exit_reason']})" if doc["exit_reason"] else ""
-        print(f"run {run_id} {status}{reason}; folder {doc['run_dir']}", file=sys.stderr)
-    return EXIT_OK if status == st.SUCCEEDED else EXIT_RUN_FAILED
+        print(f"run {doc['run_id']} {doc['status']}{reason}; folder {doc['run_dir']}", file=sys.stderr)
+    return EXIT_OK if doc["status"] == st.SUCCEEDED else EXIT_RUN_FAILED
+
+
+def run_here(kind: str, config: dict[str, Any], *, label: str | None = None, workspace: Path | None = None,
+             priority: int = 0, parents: Sequence[str] = (), experiment: str | None = None) -> dict[str, Any]:
+    """Enqueue one run and execute it now in this process (the worker's code path); its outcome document."""
+    _check_kind(kind)
+    with st.open_store(workspace) as store:
+        run_id = store.create_run(kind, config, label=label, experiment=experiment, parents=parents,
+                                  priority=priority, foreground_pid=os.getpid())
+        _run_foreground(store, run_id)
+        return outcome(store, run_id)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in kind_names():
+        raise InputError(f"unknown run kind {kind!r}; known: {', '.join(kind_names())}")
 
 
 def _report_detached(store: st.Store, run_id: str, json_out: bool) -> int:

@@ -6,14 +6,16 @@ JSON goes to stdout, messages to stderr. Heavy imports (torch, timm) happen insi
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import typer
 
 from engine.cli import data as _data
 from engine.cli import runs as _runs
 from engine.cli import train as _train
-from engine.errors import InputError, RunFailed
+from engine.errors import EXIT_RUN_FAILED, InputError, RunFailed
 
 app = typer.Typer(
     name="ganaug",
@@ -25,6 +27,28 @@ app = typer.Typer(
 app.add_typer(_data.app, name="data")
 _runs.install(app)
 _train.install(app)
+
+
+@app.command()
+def demo(
+    workspace: Path = typer.Option(None, "--workspace", help="Run store (default: $GANAUG_WORKSPACE or ./runs)."),
+    data: Path = typer.Option(None, "--data", help="Demo data folder (default: <workspace>/demo-data); "
+                                                      "a demo already there is used as it is."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the procedural data."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum fine-tuning epochs (default: 20)."),
+    data_only: bool = typer.Option(False, "--data-only", help="Only generate and check the demo data."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """The main job on the embedded demo: procedural data -> checks -> fine-tune -> AUC on every test set."""
+    from engine.demo import run_demo
+    from engine.store import resolve_workspace
+
+    result = run_demo(resolve_workspace(workspace), data, seed=seed, epochs=epochs, data_only=data_only,
+                      say=lambda line: print(line, file=sys.stderr))
+    if json_out:
+        print(json.dumps(result))
+    if result["run"] is not None and result["run"]["status"] != "succeeded":
+        raise typer.Exit(EXIT_RUN_FAILED)
 
 
 def main() -> None:
