@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -46,10 +47,20 @@ ORPHAN_CHECK_S = 5.0
 class Slot:
     name: str  # "gpu<index>" or "cpu<n>"
     gpu: str | None = None  # the CUDA device id the run sees as its only GPU
+    threads: int = 1  # this slot's share of the CPU cores: runs side by side must not oversubscribe OpenMP
 
     @property
     def device(self) -> str:
         return "cuda" if self.gpu is not None else "cpu"
+
+    def worker_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a run in this slot: its GPU only, and its share of the cores unless the user
+        already chose a thread count."""
+        env = dict(base)
+        env["CUDA_VISIBLE_DEVICES"] = self.gpu or ""
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, str(self.threads))
+        return env
 
 
 def detect_gpus() -> list[str]:
@@ -79,11 +90,12 @@ def detect_gpus() -> list[str]:
 
 def make_slots(cpu_slots: int = 1, use_gpus: bool = True) -> list[Slot]:
     gpus = detect_gpus() if use_gpus else []
+    cores = len(os.sched_getaffinity(0))
     if gpus:
-        return [Slot(f"gpu{g}", gpu=g) for g in gpus]
+        return [Slot(f"gpu{g}", gpu=g, threads=max(1, cores // len(gpus))) for g in gpus]
     if cpu_slots < 1:
         raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
-    return [Slot(f"cpu{i}") for i in range(cpu_slots)]
+    return [Slot(f"cpu{i}", threads=max(1, cores // cpu_slots)) for i in range(cpu_slots)]
 
 
 # ------------------------------------------------------------------------------------------ lock & info
@@ -281,8 +293,8 @@ class Engine:
                 self._spawn(run_id, slot)
 
     def _spawn(self, run_id: str, slot: Slot) -> None:
-        env = dict(os.environ)
-        env.update({ENGINE_PID_ENV: str(self.pid), SLOT_ENV: slot.name, "CUDA_VISIBLE_DEVICES": slot.gpu or ""})
+        env = slot.worker_env(os.environ)
+        env.update({ENGINE_PID_ENV: str(self.pid), SLOT_ENV: slot.name})
         log = open(self.store.run_dir(run_id) / "log.txt", "ab")  # noqa: SIM115 (closed when reaped)
         try:
             proc = subprocess.Popen([sys.executable, "-m", "engine.worker", str(self.workspace), run_id],

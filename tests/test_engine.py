@@ -278,3 +278,20 @@ def test_interrupted_foreground_run_is_resumed_by_the_engine(ws):
         assert s.metrics(rid, "count")["step"].tolist() == list(range(150))
         assert s.get_run(rid).slot == "cpu0" and s.get_run(rid).attempt == 2
     assert json.loads((ws / rid / "result.json").read_text())["resumed_from"] >= 10
+
+
+def test_slots_share_the_cores_without_overriding_the_user(monkeypatch):
+    from engine.daemon import make_slots
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("engine.daemon.detect_gpus", lambda: [])
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    slots = make_slots(cpu_slots=3)
+    assert [s.threads for s in slots] == [2, 2, 2]
+    env = slots[0].worker_env({"PATH": "/bin"})
+    assert env["OMP_NUM_THREADS"] == "2" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert slots[0].worker_env({"OMP_NUM_THREADS": "5"})["OMP_NUM_THREADS"] == "5"
+    monkeypatch.setattr("engine.daemon.detect_gpus", lambda: ["0", "1"])
+    gpu = make_slots()
+    assert [(s.gpu, s.threads) for s in gpu] == [("0", 4), ("1", 4)]
+    assert gpu[1].worker_env({})["CUDA_VISIBLE_DEVICES"] == "1"
