@@ -53,3 +53,19 @@ async def test_cancel_goes_through_the_store(workspace: Path) -> None:
         await _settle(app, pilot)
     store = st.open_store(workspace)
     assert {r.label: r.status for r in store.list_runs()} == {"baseline 1:0": "succeeded", "1:1/2 sgn": "cancelled"}
+
+
+async def test_refresh_follows_the_store(workspace: Path) -> None:
+    app = GanaugApp(workspace, poll_s=60)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _settle(app, pilot)
+        store = st.open_store(workspace)
+        queued = store.list_runs(status=st.QUEUED)[0].id
+        store.request_cancel(queued)
+        store.create_run("count", {"n": 1}, label="new one")
+        store.close()
+        await pilot.press("r")
+        await _settle(app, pilot)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 3
+        assert str(table.get_cell(queued, "status")) == "cancelled"
