@@ -45,8 +45,12 @@ class RunContext(Protocol):
 
 
 KindFn = Callable[[RunContext], None]
+# Checks (and normalises) a run's config before it is enqueued, raising InputError: bad input is refused with
+# exit code 2 and nothing created, instead of a run that fails later in the engine.
+Validator = Callable[[dict[str, Any]], dict[str, Any]]
 
 _REGISTRY: dict[str, KindFn] = {}
+_VALIDATORS: dict[str, Validator] = {}
 # Kinds shipped with ganaug, imported on first use: kind name -> module that registers it.
 _BUILTIN: dict[str, str] = {
     "sleep": "engine.testkinds",
@@ -56,14 +60,24 @@ _BUILTIN: dict[str, str] = {
 }
 
 
-def register_kind(name: str) -> Callable[[KindFn], KindFn]:
-    """Decorator: ``@register_kind("classify")`` makes ``fn`` the executor of that kind."""
+def register_kind(name: str, *, validate: Validator | None = None) -> Callable[[KindFn], KindFn]:
+    """Decorator: ``@register_kind("classify", validate=check)`` makes ``fn`` the executor of that kind and
+    ``check`` the gate its configs pass before they are enqueued."""
 
     def deco(fn: KindFn) -> KindFn:
         _REGISTRY[name] = fn
+        if validate is not None:
+            _VALIDATORS[name] = validate
         return fn
 
     return deco
+
+
+def validate_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config a run of kind ``name`` will be given, checked up front (InputError on bad input)."""
+    get_kind(name)  # registers a built-in kind (and its validator) on first use
+    check = _VALIDATORS.get(name)
+    return check(config) if check is not None else config
 
 
 def get_kind(name: str) -> KindFn:

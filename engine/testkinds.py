@@ -10,9 +10,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
+from engine.errors import InputError
 from engine.fsutil import atomic_write_json
-from engine.kinds import RunContext, register_kind
+from engine.kinds import RunContext, Validator, register_kind
+
+
+def _typed(**types: Callable[[Any], Any]) -> Validator:
+    """A validator that converts the given keys (when present) to their types, refusing what does not convert."""
+
+    def check(config: dict[str, Any]) -> dict[str, Any]:
+        out = dict(config)
+        for key, typ in types.items():
+            if key in out:
+                try:
+                    out[key] = typ(out[key])
+                except (TypeError, ValueError):
+                    raise InputError(f"config key {key!r}: expected {typ.__name__}, got {out[key]!r}") from None
+        return out
+
+    return check
 
 
 def _pause(ctx: RunContext, seconds: float) -> bool:
@@ -25,7 +44,7 @@ def _pause(ctx: RunContext, seconds: float) -> bool:
     return ctx.stop_requested()
 
 
-@register_kind("sleep")
+@register_kind("sleep", validate=_typed(seconds=float, ignore_stop=bool))
 def sleep_kind(ctx: RunContext) -> None:
     seconds = float(ctx.config.get("seconds", 1.0))
     ctx.progress(0, 1, "sleeping")
@@ -36,7 +55,7 @@ def sleep_kind(ctx: RunContext) -> None:
     ctx.progress(1, 1, "slept")
 
 
-@register_kind("count")
+@register_kind("count", validate=_typed(n=int, interval=float, checkpoint_every=int))
 def count_kind(ctx: RunContext) -> None:
     n = int(ctx.config.get("n", 100))
     interval = float(ctx.config.get("interval", 0.01))
@@ -57,7 +76,7 @@ def count_kind(ctx: RunContext) -> None:
     atomic_write_json(ctx.run_dir / "result.json", {"n": n, "resumed_from": start})
 
 
-@register_kind("fail")
+@register_kind("fail", validate=_typed(steps=int, message=str))
 def fail_kind(ctx: RunContext) -> None:
     for step in range(int(ctx.config.get("steps", 0))):
         ctx.metric("step", float(step), step)

@@ -91,6 +91,7 @@ def test_wait_times_out_with_exit_1(tmp_path):
     (["run", "sleep", "--set", "novalue"], "--set 'novalue': expected key.path=value"),
     (["run", "sleep", "--config", "missing.json"], "--config missing.json"),
     (["run", "no-such-kind"], "unknown run kind 'no-such-kind'"),
+    (["run", "count", "--set", "n=abc"], "config key 'n': expected int, got 'abc'"),
     (["runs", "list", "--status", "bogus"], "--status 'bogus'"),
     (["engine", "start", "--on-interrupted", "maybe"], "--on-interrupted must be one of"),
 ])
@@ -98,6 +99,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     proc = cli(tmp_path / "ws", *args, check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ganaug: error: ") and message in proc.stderr
+    if args[0] == "run":  # a refused run leaves nothing behind
+        assert not (tmp_path / "ws").exists() or not st.open_store(tmp_path / "ws").list_runs()
 
 
 def test_invalid_json_config_names_file_and_line(tmp_path):

@@ -133,6 +133,18 @@ def test_bad_flags_are_input_errors(tmp_path: Path, datasets: dict[str, Path], e
     assert not (tmp_path / "ws").exists()  # nothing was created
 
 
+def test_model_problems_are_refused_before_anything_is_queued(tmp_path: Path, datasets: dict[str, Path]) -> None:
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    base = ["train", "--data", str(datasets["train"]), "--format", "csv", "--workspace", str(tmp_path / "ws")]
+    for extra, message in [(["--model", "no_such_model", "--no-pretrained"], "model.name: unknown timm model"),
+                           (["--model", "test_resnet"], "--no-pretrained"),  # pretrained, no local weights
+                           (["--model", "test_resnet", "--weights", str(junk)], "cannot load")]:
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert isinstance(result.exception, InputError) and message in str(result.exception), result.output
+    assert not (tmp_path / "ws").exists()
+
+
 def test_test_pixels_are_read_only_after_training(tmp_path: Path, datasets: dict[str, Path],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Structural guard: model selection is over before any test image is decoded."""

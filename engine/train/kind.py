@@ -92,7 +92,16 @@ def _split(cfg: ClassifyConfig, ctx: RunContext, records: list[Any]) -> tuple[An
     return split, path
 
 
-@register_kind("classify")
+def validate_classify(config: dict[str, Any]) -> dict[str, Any]:
+    """The gate before a classify run is queued: a valid config and a model that can be built here."""
+    from engine.train.model import check_model
+
+    cfg = parse_config(config)
+    check_model(cfg.model)
+    return cfg.to_json()
+
+
+@register_kind("classify", validate=validate_classify)
 def run_classify(ctx: RunContext) -> None:
     """Fine-tune, select on validation, score every test set; writes predictions.csv and result.json."""
     t_start = time.perf_counter()

@@ -28,11 +28,24 @@ def _timm():  # noqa: ANN202 - the timm module
     return timm
 
 
+def check_model(cfg: ModelConfig) -> None:
+    """Before a run is queued: the architecture exists and, when pretrained, its weights load from a local
+    source, so a typo or a missing/wrong weights file is refused at once instead of failing in the engine."""
+    if cfg.pretrained:
+        create_model(cfg)
+    else:
+        _check_name(_timm(), cfg.name)
+
+
+def _check_name(timm, name: str) -> None:  # noqa: ANN001 - the timm module
+    if not timm.is_model(name):
+        raise InputError(f"model.name: unknown timm model {name!r} (see timm.list_models())")
+
+
 def create_model(cfg: ModelConfig) -> torch.nn.Module:
     """Build ``cfg.name`` with a 2-class head; pretrained weights from ``cfg.weights`` (or timm's cache)."""
     timm = _timm()
-    if not timm.is_model(cfg.name):
-        raise InputError(f"model.name: unknown timm model {cfg.name!r} (see timm.list_models())")
+    _check_name(timm, cfg.name)
     if not cfg.pretrained:
         return timm.create_model(cfg.name, pretrained=False, num_classes=2)
     kwargs = {}
@@ -47,7 +60,7 @@ def create_model(cfg: ModelConfig) -> torch.nn.Module:
     except Exception as exc:  # timm raises assorted hub/network/state-dict errors
         if cfg.weights is not None:
             raise InputError(f"model.weights: cannot load {cfg.weights!r} into {cfg.name}: "
-                             f"{str(exc).splitlines()[0]}") from None
+                             f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from None
         raise InputError(f"model.weights: no local pretrained weights for {cfg.name} (offline: "
                          f"{type(exc).__name__}); supply them with --weights FILE (config model.weights) "
                          f"or train from scratch with --no-pretrained") from None
