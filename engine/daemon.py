@@ -235,11 +235,13 @@ class Engine:
 
     # -- recovery
     def reap_orphans(self) -> list[str]:
-        """Runs marked running/paused whose supervisor is gone become interrupted (their worker is killed)."""
+        """Runs marked running/paused whose supervisor is gone become interrupted (their worker is killed), and
+        so do runs a foreground ``ganaug run`` reserved and died before starting (e.g. while waiting for
+        parents): the engine never starts a reserved run, so they would otherwise wait forever."""
         found = []
         mine = {c.run_id for c in self.children.values()}
         host = this_host()
-        for run in self.store.list_runs(status=st.ACTIVE):
+        for run in [*self.store.list_runs(status=st.ACTIVE), *self.store.foreground_waiting()]:
             if run.id in mine or run.pid is None and run.foreground_pid is None:
                 continue  # ours, or a held (paused, never started) run
             if run.host not in (None, host):
@@ -254,7 +256,8 @@ class Engine:
                 reason = f"foreground process {run.foreground_pid} died"
             else:
                 reason = "worker lost"
-            if self.store.finish(run.id, st.INTERRUPTED, reason, only_if_active=True):
+            was = st.ACTIVE if run.status in st.ACTIVE else (st.QUEUED, st.BLOCKED)
+            if self.store.finish(run.id, st.INTERRUPTED, reason, only_from=was):
                 self.say(f"run {run.id} interrupted: {reason}")
                 found.append(run.id)
         return found
@@ -320,7 +323,7 @@ class Engine:
             status = st.FAILED
             reason = (f"worker killed by signal {signal.Signals(-rc).name}" if rc < 0
                       else f"worker exited with code {rc} without recording an outcome")
-        if self.store.finish(child.run_id, status, reason, only_if_active=True):
+        if self.store.finish(child.run_id, status, reason, only_from=st.ACTIVE):
             self.say(f"run {child.run_id} {status}: {reason}")
         else:
             self.say(f"run {child.run_id} ended ({self.store.get_run(child.run_id).status})")

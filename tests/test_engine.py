@@ -295,3 +295,22 @@ def test_slots_share_the_cores_without_overriding_the_user(monkeypatch):
     gpu = make_slots()
     assert [(s.gpu, s.threads) for s in gpu] == [("0", 4), ("1", 4)]
     assert gpu[1].worker_env({})["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_runs_left_waiting_by_a_dead_foreground_process_do_not_stay_queued_forever(ws):
+    """`ganaug run --after X` killed (Ctrl-C, SSH drop) while it waited: its run is reserved for a dead process.
+    The engine must treat it like a dead foreground run (interrupted, then resumed by its policy)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with st.open_store(ws) as s:
+        parent = s.create_run("sleep", {"seconds": 0.3})
+        waiting = s.create_run("sleep", {"seconds": 0}, parents=[parent], foreground_pid=dead.pid)
+        queued = s.create_run("sleep", {"seconds": 0}, foreground_pid=dead.pid)
+        mine = s.create_run("sleep", {"seconds": 0}, foreground_pid=os.getpid())  # its owner lives: untouched
+    cli(ws, "engine", "start")
+    cli(ws, "runs", "wait", parent, waiting, queued, "--timeout", "30")
+    with st.open_store(ws) as s:
+        for rid in (waiting, queued):
+            run = s.get_run(rid)
+            assert run.attempt == 2 and "foreground process" in " ".join(e["message"] for e in s.events(rid))
+        assert s.get_run(mine).status == st.QUEUED and s.get_run(mine).foreground_pid == os.getpid()

@@ -415,6 +415,13 @@ class Store:
                 "SELECT id FROM runs WHERE status = ? AND foreground_pid IS NULL ORDER BY priority DESC, seq"
                 " LIMIT ?", (QUEUED, limit))]
 
+    def foreground_waiting(self) -> list[Run]:
+        """Queued/blocked runs reserved by a foreground ``ganaug run`` that has not started them yet."""
+        with self._read() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM runs WHERE status IN (?, ?) AND foreground_pid IS NOT"
+                                              " NULL", (QUEUED, BLOCKED))]
+        return [self.get_run(i) for i in ids]
+
     def claim(self, run_id: str, *, slot: str, engine_pid: int | None, pid: int | None = None,
               foreground_pid: int | None = None) -> bool:
         """queued -> running for this slot; False if someone else changed it first."""
@@ -456,16 +463,16 @@ class Store:
             conn.executemany("INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall) VALUES (?,?,?,?,?)",
                              [(run_id, n, s, v, w) for n, s, v, w in rows])
 
-    def finish(self, run_id: str, status: str, reason: str | None = None, *, only_if_active: bool = False) -> bool:
+    def finish(self, run_id: str, status: str, reason: str | None = None, *, only_from: Sequence[str] = ()) -> bool:
         """End a run in ``status`` and settle its descendants (unblock, or dependency-failed).
 
-        With ``only_if_active`` nothing happens unless the run is still running/paused (the engine uses this
-        after a worker exits, so an outcome the worker recorded itself wins)."""
+        With ``only_from`` nothing happens unless the run is still in one of those states (the engine passes
+        ``ACTIVE`` after a worker exits, so an outcome the worker recorded itself wins)."""
         assert status in (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED, DEPENDENCY_FAILED), status
         touched: list[str] = []
         with self._tx() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or (only_if_active and row[0] not in ACTIVE):
+            if row is None or (only_from and row[0] not in only_from):
                 return False
             conn.execute("UPDATE runs SET status = ?, ended = ?, exit_reason = ?, foreground_pid = NULL,"
                          " cancel_requested = 0 WHERE id = ?", (status, time.time(), reason, run_id))
