@@ -197,3 +197,10 @@ def test_a_dag_enqueued_in_one_batch_refers_to_earlier_runs_by_index(store):
     store.set_experiment("paper", {"replicates": 10})
     assert store.experiments() == [{"name": "paper", "created": store.experiments()[0]["created"],
                                     "spec": {"replicates": 10}, "counts": {"queued": 1, "blocked": 3}}]
+
+
+def test_a_workspace_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match="afile/ws") as exc:
+        st.open_store(tmp_path / "afile" / "ws")
+    assert "\n" not in str(exc.value)

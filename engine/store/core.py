@@ -162,7 +162,7 @@ class Store:
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"run store {self.db_path}: {exc}") from None
-        except PermissionError as exc:
+        except OSError as exc:  # not writable, or a file where a folder of the path should be
             raise InputError(f"workspace {ws}: {exc.strerror}") from None
         return conn
 
