@@ -139,3 +139,14 @@ def test_truncated_image_caught_by_verify(tmp_path, monkeypatch, capsys, make_is
 def test_unknown_format_is_a_usage_error(tmp_path, monkeypatch, capsys):
     code, out, err = run(monkeypatch, capsys, "data", "check", "-f", "isic2017", "-r", tmp_path)
     assert code == 2 and out == "" and "isic2017" in err
+
+
+def test_unwritable_outputs_are_one_line_errors(tmp_path, monkeypatch, capsys, make_isic2019):
+    root = make_isic2019(tmp_path / "isic", GOOD)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    split = ("data", "split", "--format", "isic2019", "--root", root, "--out")
+    assert_input_error(run(monkeypatch, capsys, *split, tmp_path), str(tmp_path), "cannot write")  # a folder
+    assert_input_error(run(monkeypatch, capsys, *split, afile / "x.csv"), str(afile / "x.csv"), "cannot write")
+    assert_input_error(run(monkeypatch, capsys, "data", "demo", "--out", afile / "demo"), str(afile / "demo"))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from engine.data import FORMATS
+from engine.errors import InputError
 
 app = typer.Typer(help="Data sets: generate the procedural demo data, check a data set.", no_args_is_help=True)
 
@@ -75,7 +76,10 @@ def split(
 
     ds = load_dataset(fmt.value, root)
     parts = split_dataset(ds.records, seed=seed)
-    parts.write_csv(out)
+    try:
+        parts.write_csv(out)
+    except OSError as exc:  # a folder, or a path under a file / a read-only place
+        raise InputError(f"--out {out}: cannot write the split there ({exc.strerror})") from None
     summary = {
         "out": str(out),
         "seed": seed,

@@ -677,8 +677,11 @@ def generate_demo(
                     "pass --overwrite (overwrite=True) or pick another --out"
                 )
     workers = workers or default_workers()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the demo there ({exc.strerror})") from None
     try:
         manifest = _build(tmp, seed, res, n_train, workers)
         atomic_write_json(tmp / MANIFEST, manifest)
