@@ -204,3 +204,15 @@ def test_a_workspace_that_cannot_be_created_is_one_line(tmp_path):
     with pytest.raises(InputError, match="afile/ws") as exc:
         st.open_store(tmp_path / "afile" / "ws")
     assert "\n" not in str(exc.value)
+
+
+def test_a_held_child_resumed_after_its_parent_failed_fails_its_descendants_too(store):
+    parent = store.create_run("sleep", {})
+    child = store.create_run("sleep", {}, parents=[parent])
+    grandchild = store.create_run("sleep", {}, parents=[child])
+    store.set_paused(child, True)
+    store.finish(parent, st.FAILED, "boom")
+    assert store.get_run(child).status == st.PAUSED  # held: the user decides
+    assert store.set_paused(child, False) == st.DEPENDENCY_FAILED
+    assert store.get_run(child).ended is not None
+    assert store.get_run(grandchild).status == st.DEPENDENCY_FAILED  # never stuck waiting

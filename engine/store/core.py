@@ -586,7 +586,12 @@ class Store:
                     self._status_from_parents(conn, run.parents)
             conn.execute("UPDATE runs SET status = ? WHERE id = ?", (new, run.id))
             self._event(conn, run.id, new, "")
-        self._write_run_json([run.id])
+            touched = [run.id]
+            if new == DEPENDENCY_FAILED:  # a parent ended badly while it was held: it ends, and so do its waiters
+                conn.execute("UPDATE runs SET ended = ?, exit_reason = ? WHERE id = ?",
+                             (time.time(), "a parent ended badly while it was paused", run.id))
+                touched += self._settle_children(conn, run.id, new)
+        self._write_run_json(touched)
         return new
 
     def remove(self, run_ids: Sequence[str]) -> list[str]:
