@@ -298,13 +298,17 @@ class Engine:
     def _spawn(self, run_id: str, slot: Slot) -> None:
         env = slot.worker_env(os.environ)
         env.update({ENGINE_PID_ENV: str(self.pid), SLOT_ENV: slot.name})
-        log = open(self.store.run_dir(run_id) / "log.txt", "ab")  # noqa: SIM115 (closed when reaped)
+        log = None
         try:
+            # The folder may be gone (deleted by hand; a creator that died before making it): the run still runs.
+            self.store.run_dir(run_id).mkdir(exist_ok=True)
+            log = open(self.store.run_dir(run_id) / "log.txt", "ab")  # noqa: SIM115 (closed when reaped)
             proc = subprocess.Popen([sys.executable, "-m", "engine.worker", str(self.workspace), run_id],
                                     env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
-            log.close()
+            if log is not None:
+                log.close()
             self.store.finish(run_id, st.FAILED, f"could not start the worker: {exc}")
             return
         self.store.set_pid(run_id, proc.pid)

@@ -314,3 +314,16 @@ def test_runs_left_waiting_by_a_dead_foreground_process_do_not_stay_queued_forev
             run = s.get_run(rid)
             assert run.attempt == 2 and "foreground process" in " ".join(e["message"] for e in s.events(rid))
         assert s.get_run(mine).status == st.QUEUED and s.get_run(mine).foreground_pid == os.getpid()
+
+
+def test_a_run_whose_folder_is_gone_still_runs_and_the_engine_survives(ws):
+    """A folder deleted by hand (or not made yet by a creator that crashed) must not take the engine down."""
+    import shutil
+
+    with st.open_store(ws) as s:
+        rid = s.create_run("sleep", {"seconds": 0})
+    shutil.rmtree(ws / rid)
+    cli(ws, "engine", "start")
+    cli(ws, "runs", "wait", rid, "--timeout", "30")
+    assert (ws / rid / "log.txt").is_file()
+    assert json.loads(cli(ws, "engine", "status", "--json").stdout)["running"] is True

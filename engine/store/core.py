@@ -272,7 +272,7 @@ class Store:
                              (run_id, now, "created", status))
                 created.append((run_id, spec, status))
         for run_id, _spec, _status in created:
-            (self.workspace / run_id).mkdir()
+            (self.workspace / run_id).mkdir(exist_ok=True)  # the engine may have made it: rows commit first
         self._write_run_json([c[0] for c in created], prov)
         return [c[0] for c in created]
 
