@@ -330,7 +330,7 @@ class Engine:
         if self.store.finish(child.run_id, status, reason, only_from=st.ACTIVE):
             self.say(f"run {child.run_id} {status}: {reason}")
         else:
-            self.say(f"run {child.run_id} ended ({self.store.get_run(child.run_id).status})")
+            self.say(f"run {child.run_id} ended (outcome recorded by its worker)")  # it may be removed already
 
     def _handle_cancels(self) -> None:
         if not self.children:

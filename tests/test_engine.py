@@ -327,3 +327,18 @@ def test_a_run_whose_folder_is_gone_still_runs_and_the_engine_survives(ws):
     cli(ws, "runs", "wait", rid, "--timeout", "30")
     assert (ws / rid / "log.txt").is_file()
     assert json.loads(cli(ws, "engine", "status", "--json").stdout)["running"] is True
+
+
+def test_reaping_a_worker_whose_run_was_already_removed_does_not_crash_the_engine(ws):
+    """`runs wait X && runs rm X` can remove a run between its worker's last write and the engine's reap."""
+    from engine.daemon import Engine, Slot, _Child
+
+    engine = Engine(ws, [Slot("cpu0")])
+    engine.store = st.Store(ws)
+    rid = engine.store.create_run("sleep", {"seconds": 0})
+    engine.store.finish(rid, st.SUCCEEDED)  # what the worker records just before it exits
+    engine.store.remove([rid])
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    engine._reap(_Child(rid, engine.slots[0], proc), proc.returncode)  # must not raise
+    engine.store.close()
