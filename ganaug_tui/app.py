@@ -98,6 +98,8 @@ class GanaugApp(App[None]):
         try:
             run = store.get_run(run_id)
             frame = store.metrics(run_id)
+        except InputError:  # removed meanwhile (e.g. `ganaug runs rm` in another shell): the next refresh drops it
+            return
         finally:
             store.close()
         series = {

@@ -69,3 +69,13 @@ async def test_refresh_follows_the_store(workspace: Path) -> None:
         table = app.query_one(RunsTable)
         assert table.row_count == 3
         assert str(table.get_cell(queued, "status")) == "cancelled"
+
+
+async def test_a_run_removed_under_the_selection_does_not_crash_the_app(workspace: Path) -> None:
+    """Another shell's `ganaug runs rm` can remove a run between a refresh and its detail load."""
+    app = GanaugApp(workspace, poll_s=60)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _settle(app, pilot)
+        app.load_detail("20991231-0000-no-such-run")
+        await _settle(app, pilot)
+        assert app.is_running and app.return_code is None
