@@ -557,13 +557,6 @@ class Store:
                     frontier.append(child)
         return changed
 
-    def requeue_interrupted(self, run_id: str) -> None:
-        """Engine recovery (resume/restart policy): an interrupted run goes back to the queue."""
-        with self._tx() as conn:
-            parents = [r[0] for r in conn.execute("SELECT parent FROM deps WHERE child = ?", (run_id,))]
-            self._requeue(conn, run_id, self._status_from_parents(conn, parents))
-        self._write_run_json([run_id])
-
     def set_priority(self, run_id: str, priority: int) -> None:
         rid = self.resolve(run_id)
         with self._tx() as conn:
