@@ -59,7 +59,12 @@ def run_here(kind: str, config: dict[str, Any], *, label: str | None = None, wor
     with st.open_store(workspace) as store:
         run_id = store.create_run(kind, config, label=label, experiment=experiment, parents=parents,
                                   priority=priority, foreground_pid=os.getpid())
-        _run_foreground(store, run_id)
+        try:
+            _run_foreground(store, run_id)
+        except KeyboardInterrupt:  # Ctrl-C before the run started (e.g. waiting for parents): none is left to run it
+            store.finish(run_id, st.INTERRUPTED, "interrupted (Ctrl-C) before it started",
+                         only_from=(st.BLOCKED, st.QUEUED))
+            raise
         return outcome(store, run_id)
 
 

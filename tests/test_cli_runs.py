@@ -151,3 +151,30 @@ def test_listing_does_not_import_heavy_libraries(tmp_path):
             "print([m for m in ('torch', 'textual', 'pandas', 'timm') if m in sys.modules], file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_ctrl_c_while_waiting_for_parents_leaves_the_run_interrupted_not_waiting(tmp_path):
+    import signal
+    import time
+
+    ws = tmp_path / "ws"
+    with st.open_store(ws) as s:
+        parent = s.create_run("sleep", {"seconds": 0})  # no engine: it stays queued
+    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as err_fh:
+        fg = subprocess.Popen([GANAUG, "run", "sleep", "--after", parent, "--label", "child"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=err_fh)
+    try:
+        deadline = time.monotonic() + 30
+        while "waiting for its parent runs" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with st.open_store(ws) as s:
+            (child,) = s.list_runs(status=st.BLOCKED)
+        fg.send_signal(signal.SIGINT)
+        fg.wait(timeout=30)
+    finally:
+        fg.kill()
+    with st.open_store(ws) as s:
+        run = s.get_run(child.id)
+    assert run.status == st.INTERRUPTED and run.foreground_pid is None  # `runs retry` hands it to the engine
