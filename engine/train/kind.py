@@ -34,19 +34,13 @@ def split_path(workspace: Path, fmt: str, records: list[Any], seed: int) -> Path
     return workspace / "splits" / f"{fmt}-{h.hexdigest()[:12]}-seed{seed}.csv"
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_disjoint(train: list[Any], tests: dict[str, list[Any]]) -> None:
     """InputError if a test image is also a training or validation image (same file, or same bytes).
 
     Only files whose sizes collide are hashed, so real data sets cost a stat per image, not a full read.
     """
+    from engine.data.cache import file_key
+
     seen = {Path(r.image).resolve(): r for r in train}
     by_size: dict[int, list[Path]] = defaultdict(list)
     for path in seen:
@@ -55,7 +49,7 @@ def check_disjoint(train: list[Any], tests: dict[str, list[Any]]) -> None:
 
     def digest(p: Path) -> str:
         if p not in digests:
-            digests[p] = _file_digest(p)
+            digests[p] = file_key(p)
         return digests[p]
 
     for name, records in tests.items():
