@@ -216,3 +216,10 @@ def test_a_held_child_resumed_after_its_parent_failed_fails_its_descendants_too(
     assert store.set_paused(child, False) == st.DEPENDENCY_FAILED
     assert store.get_run(child).ended is not None
     assert store.get_run(grandchild).status == st.DEPENDENCY_FAILED  # never stuck waiting
+
+
+@pytest.mark.parametrize("seed", ["abc", [1], None])
+def test_a_seed_that_is_no_integer_is_refused_and_nothing_is_created(store, seed):
+    with pytest.raises(InputError, match="seed"):
+        store.create_runs([st.NewRun("sleep", {}), st.NewRun("sleep", {"seed": seed})])
+    assert store.list_runs() == [] and [p.name for p in store.workspace.iterdir() if p.is_dir()] == []

@@ -247,6 +247,7 @@ class Store:
             for index, spec in enumerate(specs):
                 if not isinstance(spec.config, dict):
                     raise InputError(f"config of a {spec.kind!r} run must be a JSON object")
+                seed = _seed(spec)
                 parents = list(dict.fromkeys(self._batch_parent(conn, p, index, created) for p in spec.parents))
                 base = ids.base_id(spec.kind, spec.label, now)
                 if base not in taken_cache:
@@ -266,7 +267,7 @@ class Store:
                     "INSERT INTO runs(id, kind, label, experiment, config, config_hash, seed, status, priority,"
                     " created, foreground_pid) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (run_id, spec.kind, spec.label, spec.experiment, cfg, config_hash(spec.config),
-                     int(spec.config.get("seed", 0)), status, int(spec.priority), now, foreground_pid))
+                     seed, status, int(spec.priority), now, foreground_pid))
                 conn.executemany("INSERT INTO deps(child, parent) VALUES (?, ?)", [(run_id, p) for p in parents])
                 conn.execute("INSERT INTO events(run_id, time, kind, message) VALUES (?,?,?,?)",
                              (run_id, now, "created", status))
@@ -637,6 +638,15 @@ class Store:
                 "schema_version": SCHEMA_VERSION,
             }
             _replace_text(self.run_dir(rid) / "run.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def _seed(spec: NewRun) -> int:
+    """The run's seed (config key ``seed``, default 0): an integer, else one InputError line."""
+    try:
+        return int(spec.config.get("seed", 0))
+    except (TypeError, ValueError):
+        raise InputError(f"config of a {spec.kind!r} run: key 'seed': expected an integer, "
+                         f"got {spec.config['seed']!r}") from None
 
 
 def _replace_text(path: Path, text: str) -> None:
