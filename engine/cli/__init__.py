@@ -15,6 +15,7 @@ import typer
 from engine.cli import data as _data
 from engine.cli import runs as _runs
 from engine.cli import train as _train
+from engine.cli.options import Workspace
 from engine.errors import EXIT_RUN_FAILED, InputError, RunFailed
 
 app = typer.Typer(
@@ -31,7 +32,7 @@ _train.install(app)
 
 @app.command()
 def demo(
-    workspace: Path = typer.Option(None, "--workspace", help="Run store (default: $GANAUG_WORKSPACE or ./runs)."),
+    workspace: Workspace = None,
     data: Path = typer.Option(None, "--data", help="Demo data folder (default: <workspace>/demo-data); "
                                                       "a demo already there is used as it is."),
     seed: int = typer.Option(0, "--seed", help="Seed of the procedural data."),

@@ -17,12 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from engine import store as st
+from engine.cli.options import Json, Workspace
 from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError, RunFailed
 
-Workspace = Annotated[Path | None, typer.Option(
-    "--workspace", "-w", envvar=st.WORKSPACE_ENV, show_default="./runs",
-    help="Run store folder (env GANAUG_WORKSPACE).")]
-Json = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 # States in which a run will not change again by itself (wait/follow stop there).
 _DONE = (*st.TERMINAL, st.INTERRUPTED)
 RunIds = Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")]

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from engine.cli.options import Workspace
 from engine.errors import InputError
 
 
@@ -89,7 +90,7 @@ def install(app: typer.Typer) -> None:
         device: str = typer.Option(None, "--device", help="auto | cpu | cuda (default: auto: the engine slot's)."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the model (GPU)."),
         label: str = typer.Option(None, "--label", help="Run label shown in listings."),
-        workspace: Path = typer.Option(None, "--workspace", help="Run store (default: $GANAUG_WORKSPACE or ./runs)."),
+        workspace: Workspace = None,
         detach: bool = typer.Option(False, "--detach", help="Queue the run for the engine and return."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     ) -> None:

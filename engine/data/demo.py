@@ -52,7 +52,7 @@ from engine.data.lesions import (
 )
 from engine.data.records import MELANOMA
 from engine.errors import InputError
-from engine.fsutil import atomic_write_json
+from engine.fsutil import atomic_write_json, current_umask
 
 DEMO_DEFAULTS: dict[str, int] = {"seed": 0, "res": 64, "n_train": 1200}
 GENERATOR = "ganaug-demo"
@@ -680,6 +680,7 @@ def generate_demo(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700: the demo is shared data
     except OSError as exc:
         raise InputError(f"{out}: cannot write the demo there ({exc.strerror})") from None
     try:
