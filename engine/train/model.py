@@ -1,9 +1,9 @@
 """The target model: any timm architecture by name, a new 2-class head, all weights trainable.
 
-Pretrained weights come only from a local file when given (``model.weights``): timm loads it through
+Pretrained weights come only from a local file the user names (``model.weights``): timm loads it through
 ``pretrained_cfg_overlay=dict(file=...)`` and drops the 1000-class ImageNet head for a fresh 2-class one.
-Without a file timm would reach the Hugging Face hub; ``HF_HUB_OFFLINE=1`` is set before timm is first
-imported so an offline machine fails fast with a message saying how to supply weights.
+Pretrained without a file is refused (nothing ever reaches a hub); ``HF_HUB_OFFLINE=1`` is also set before timm
+is first imported, as a second guard.
 """
 
 from __future__ import annotations
@@ -43,27 +43,22 @@ def _check_name(timm, name: str) -> None:  # noqa: ANN001 - the timm module
 
 
 def create_model(cfg: ModelConfig) -> torch.nn.Module:
-    """Build ``cfg.name`` with a 2-class head; pretrained weights from ``cfg.weights`` (or timm's cache)."""
+    """Build ``cfg.name`` with a 2-class head; pretrained weights only from the local file ``cfg.weights``."""
     timm = _timm()
     _check_name(timm, cfg.name)
     if not cfg.pretrained:
         return timm.create_model(cfg.name, pretrained=False, num_classes=2)
-    kwargs = {}
-    if cfg.weights is not None:
-        path = Path(cfg.weights).expanduser()
-        if not path.is_file():
-            raise InputError(f"model.weights: weights file {str(path)!r} not found; pass an existing "
-                             f"ImageNet checkpoint of {cfg.name} with --weights FILE, or --no-pretrained")
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
+    how = f"pass an ImageNet checkpoint of {cfg.name} with --weights FILE (config model.weights), or --no-pretrained"
+    if cfg.weights is None:
+        raise InputError(f"model.weights: {cfg.name} is pretrained but no local weights file is named; {how}")
+    path = Path(cfg.weights).expanduser()
+    if not path.is_file():
+        raise InputError(f"model.weights: weights file {str(path)!r} not found; {how}")
     try:
-        return timm.create_model(cfg.name, pretrained=True, num_classes=2, **kwargs)
-    except Exception as exc:  # timm raises assorted hub/network/state-dict errors
-        if cfg.weights is not None:
-            raise InputError(f"model.weights: cannot load {cfg.weights!r} into {cfg.name}: "
-                             f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from None
-        raise InputError(f"model.weights: no local pretrained weights for {cfg.name} (offline: "
-                         f"{type(exc).__name__}); supply them with --weights FILE (config model.weights) "
-                         f"or train from scratch with --no-pretrained") from None
+        return timm.create_model(cfg.name, pretrained=True, num_classes=2, pretrained_cfg_overlay=dict(file=str(path)))
+    except Exception as exc:  # timm raises assorted state-dict/format errors
+        raise InputError(f"model.weights: cannot load {cfg.weights!r} into {cfg.name}: "
+                         f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from None
 
 
 def norm_stats(cfg: ModelConfig, model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
