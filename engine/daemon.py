@@ -34,7 +34,7 @@ from engine import store as st
 from engine.errors import InputError, RunFailed
 from engine.fsutil import atomic_write_json
 from engine.store.provenance import host as this_host
-from engine.worker import ENGINE_PID_ENV, SLOT_ENV
+from engine.worker import DEVICE_ENV, ENGINE_PID_ENV
 
 LOCK_FILE, PID_FILE, LOG_FILE = "engine.lock", "engine.pid", "engine.log"
 POLICIES = ("resume", "restart", "leave")
@@ -297,7 +297,7 @@ class Engine:
 
     def _spawn(self, run_id: str, slot: Slot) -> None:
         env = slot.worker_env(os.environ)
-        env.update({ENGINE_PID_ENV: str(self.pid), SLOT_ENV: slot.name})
+        env.update({ENGINE_PID_ENV: str(self.pid), DEVICE_ENV: slot.device})
         log = None
         try:
             # The folder may be gone (deleted by hand; a creator that died before making it): the run still runs.

@@ -28,7 +28,7 @@ METRIC_FLUSH_ROWS = 5000
 PROGRESS_S = 0.5
 CHECKPOINT = "last.pt"
 ENGINE_PID_ENV = "GANAUG_ENGINE_PID"
-SLOT_ENV = "GANAUG_SLOT"
+DEVICE_ENV = "GANAUG_DEVICE"  # set by the engine from its slot: "cuda" or "cpu"
 
 
 class WorkerContext:
@@ -156,10 +156,6 @@ def run_logger(run_dir: Path, run_id: str, console: logging.Handler | None = Non
     return log
 
 
-def slot_device(slot: str | None) -> str:
-    return "cuda" if slot and slot.startswith("gpu") else "cpu"
-
-
 def execute(store: st.Store, run_id: str, *, device: str, console: logging.Handler | None = None,
             on_progress: Callable[[int, int, str], None] | None = None,
             install_signals: bool = True) -> str:
@@ -240,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _die_with_parent()
     with st.Store(Path(args[0])) as store:
-        status = execute(store, args[1], device=slot_device(os.environ.get(SLOT_ENV)))
+        status = execute(store, args[1], device=os.environ.get(DEVICE_ENV, "cpu"))
     return 0 if status == st.SUCCEEDED else 1
 
 

@@ -608,10 +608,6 @@ class Store:
             shutil.rmtree(self.run_dir(rid), ignore_errors=True)
         return [r.id for r in runs]
 
-    def add_event(self, run_id: str | None, kind: str, message: str = "") -> None:
-        with self._tx() as conn:
-            self._event(conn, run_id, kind, message)
-
     @staticmethod
     def _event(conn: sqlite3.Connection, run_id: str | None, kind: str, message: str) -> None:
         conn.execute("INSERT INTO events(run_id, time, kind, message) VALUES (?,?,?,?)",
