@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.demo import DEMO_DEFAULTS, default_workers, generate_demo
+from engine.data.demo_data import DEMO_DEFAULTS, default_workers, generate_demo
 from engine.data.lesions import LOOKS, render, sample_lesion, sample_view
 
 

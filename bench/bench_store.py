@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from engine import store as st
-from engine.daemon import start_engine, stop_engine
+from engine.runner.daemon import start_engine, stop_engine
 
 GANAUG = str(Path(sys.executable).parent / "ganaug")
 

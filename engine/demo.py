@@ -67,8 +67,8 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo; returns ``{"data_dir", "datasets": [...], "run": outcome | None}``."""
-    from engine.data.demo import MANIFEST, generate_demo
-    from engine.runner import run_here
+    from engine.data.demo_data import MANIFEST, generate_demo
+    from engine.runner.launch import run_here
 
     managed = data_dir is None  # the workspace's own demo folder may be re-rendered; a folder the user named may not
     data_dir = (data_dir or workspace / "demo-data").absolute()

@@ -17,8 +17,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header
 
 from engine import store as st
-from engine.daemon import engine_info
 from engine.errors import InputError
+from engine.runner.daemon import engine_info
 from ganaug_tui.messages import ActionDone, RunDetail, RunDetailLoaded, RunsLoaded
 from ganaug_tui.widgets.run_detail import RunDetailPane
 from ganaug_tui.widgets.runs_table import RunsTable

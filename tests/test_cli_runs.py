@@ -14,7 +14,7 @@ import pytest
 from test_engine import FAST_ENV, GANAUG, cli
 
 from engine import store as st
-from engine.daemon import engine_info
+from engine.runner.daemon import engine_info
 
 
 def one_json(proc: subprocess.CompletedProcess[str]) -> object:

@@ -67,7 +67,7 @@ def test_demo_passes_only_the_options_given(tmp_path, monkeypatch, capsys):
         calls.append((out, kwargs))
         return {"out": str(out), "sets": {"isic2019": 10}}
 
-    monkeypatch.setitem(sys.modules, "engine.data.demo", types.SimpleNamespace(generate_demo=generate_demo))
+    monkeypatch.setitem(sys.modules, "engine.data.demo_data", types.SimpleNamespace(generate_demo=generate_demo))
     code, out, _ = run(monkeypatch, capsys, "data", "demo", "--out", tmp_path / "d", "--seed", "3", "--json")
     assert code == 0 and json.loads(out) == {"out": str(tmp_path / "d"), "sets": {"isic2019": 10}}
     code, _, _ = run(monkeypatch, capsys, "data", "demo", "-o", tmp_path / "e", "--res", "24", "--n-train", "50",

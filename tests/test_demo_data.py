@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import ndimage, stats
 
 from engine.data import load_dataset
-from engine.data.demo import MANIFEST, generate_demo
+from engine.data.demo_data import MANIFEST, generate_demo
 from engine.data.split import split_dataset
 from engine.errors import InputError
 
@@ -247,7 +247,7 @@ def test_deterministic_per_seed_whatever_the_worker_count(tmp_path):
 
 
 def test_output_folder_rules_and_nothing_half_written(tmp_path, monkeypatch):
-    import engine.data.demo as demo_mod
+    import engine.data.demo_data as demo_mod
 
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")

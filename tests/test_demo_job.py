@@ -13,7 +13,7 @@ from engine.errors import InputError
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.data.demo import generate_demo
+    from engine.data.demo_data import generate_demo
 
     out = tmp_path_factory.mktemp("demo") / "data"
     generate_demo(out, seed=3, res=16, n_train=60, workers=1)

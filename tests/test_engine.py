@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from engine import store as st
-from engine.daemon import PID_FILE, engine_info
+from engine.runner.daemon import PID_FILE, engine_info
 
 GANAUG = str(Path(sys.executable).parent / "ganaug")
 FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1"}
@@ -54,10 +54,10 @@ def _processes_of(ws: Path, module: str) -> list[psutil.Process]:
 
 def kill_everything(ws: Path) -> None:
     """Teardown: SIGKILL this workspace's engines and workers (found by command line, nothing else)."""
-    for module in ("engine.daemon", "engine.worker"):
+    for module in ("engine.runner.daemon", "engine.runner.worker"):
         for proc in _processes_of(ws, module):
             with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-                os.killpg(proc.pid, signal.SIGKILL) if module == "engine.worker" else proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL) if module == "engine.runner.worker" else proc.kill()
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_two_concurrent_starts_give_one_engine(ws):
     messages = sorted(err.strip().splitlines()[-1].split(" (")[0] for _, err in outs)
     assert messages == ["engine already running", "engine started"]
     time.sleep(1.2)  # a losing daemon gives up after 1 s of trying the lock
-    daemons = _processes_of(ws, "engine.daemon")
+    daemons = _processes_of(ws, "engine.runner.daemon")
     assert len(daemons) == 1 and daemons[0].pid == engine_info(ws)["pid"]
     doc = json.loads(cli(ws, "engine", "status", "--json").stdout)
     assert doc["running"] is True and doc["pid"] == daemons[0].pid and doc["slots"][0]["name"] == "cpu0"
@@ -281,17 +281,17 @@ def test_interrupted_foreground_run_is_resumed_by_the_engine(ws):
 
 
 def test_slots_share_the_cores_without_overriding_the_user(monkeypatch):
-    from engine.daemon import make_slots
+    from engine.runner.daemon import make_slots
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("engine.daemon.detect_gpus", lambda: [])
+    monkeypatch.setattr("engine.runner.daemon.detect_gpus", lambda: [])
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
     slots = make_slots(cpu_slots=3)
     assert [s.threads for s in slots] == [2, 2, 2]
     env = slots[0].worker_env({"PATH": "/bin"})
     assert env["OMP_NUM_THREADS"] == "2" and env["CUDA_VISIBLE_DEVICES"] == ""
     assert slots[0].worker_env({"OMP_NUM_THREADS": "5"})["OMP_NUM_THREADS"] == "5"
-    monkeypatch.setattr("engine.daemon.detect_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr("engine.runner.daemon.detect_gpus", lambda: ["0", "1"])
     gpu = make_slots()
     assert [(s.gpu, s.threads) for s in gpu] == [("0", 4), ("1", 4)]
     assert gpu[1].worker_env({})["CUDA_VISIBLE_DEVICES"] == "1"
@@ -331,7 +331,7 @@ def test_a_run_whose_folder_is_gone_still_runs_and_the_engine_survives(ws):
 
 def test_reaping_a_worker_whose_run_was_already_removed_does_not_crash_the_engine(ws):
     """`runs wait X && runs rm X` can remove a run between its worker's last write and the engine's reap."""
-    from engine.daemon import Engine, Slot, _Child
+    from engine.runner.daemon import Engine, Slot, _Child
 
     engine = Engine(ws, [Slot("cpu0")])
     engine.store = st.Store(ws)

@@ -18,7 +18,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_engine_cli_never_imports_textual() -> None:
-    mods = _modules_after("import engine.cli, engine.kinds, engine.store, engine.data")
+    mods = _modules_after("import engine.cli, engine.runner.kinds, engine.store, engine.data")
     assert not {m for m in mods if m == "textual" or m.startswith(("textual.", "ganaug_tui"))}
 
 

@@ -181,7 +181,7 @@ def test_test_pixels_are_read_only_after_training(tmp_path: Path, datasets: dict
 
 def test_demo_data_learns_and_scores_every_test_set(tmp_path: Path) -> None:
     """The procedural demo collection (all adapters): loss falls, validation AUC beats chance."""
-    from engine.data.demo import generate_demo
+    from engine.data.demo_data import generate_demo
 
     demo = tmp_path / "demo"
     generate_demo(demo, seed=0, res=RES, n_train=400)

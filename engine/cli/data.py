@@ -107,7 +107,7 @@ def demo(
     as_json: bool = _JSON,
 ) -> None:
     """Generate the procedural lesion data sets (ISIC 2019, derm7pt and Dermofit layouts, Task 2 masks)."""
-    from engine.data.demo import generate_demo
+    from engine.data.demo_data import generate_demo
 
     given = {"seed": seed, "res": res, "n_train": n_train, "overwrite": overwrite or None}
     manifest = generate_demo(out, **{k: v for k, v in given.items() if v is not None})

@@ -195,7 +195,7 @@ def runs_wait(
     workspace: Workspace = None,
 ) -> None:
     """Wait until the runs end; exit 1 if any did not succeed (or on timeout)."""
-    from engine.runner import outcome
+    from engine.runner.launch import outcome
 
     deadline = None if timeout is None else time.monotonic() + timeout
     with _store(workspace, readonly=True) as store:
@@ -258,7 +258,7 @@ def engine_start(
     workspace: Workspace = None,
 ) -> None:
     """Start the detached engine (exactly one per store; a second start reports the running one)."""
-    from engine.daemon import start_engine
+    from engine.runner.daemon import start_engine
 
     ws = st.resolve_workspace(workspace)
     started, info = start_engine(ws, cpu_slots=cpu_slots, use_gpus=not no_gpus, policy=on_interrupted,
@@ -276,7 +276,7 @@ def engine_stop(
     workspace: Workspace = None,
 ) -> None:
     """Graceful stop: runs checkpoint and end interrupted (re-queued at the next start per its policy)."""
-    from engine.daemon import stop_engine
+    from engine.runner.daemon import stop_engine
 
     info = stop_engine(st.resolve_workspace(workspace), timeout)
     _err("engine is not running" if info is None else f"engine (pid {info['pid']}) stopped")
@@ -285,7 +285,7 @@ def engine_stop(
 @engine_app.command("status")
 def engine_status(json_out: Json = False, workspace: Workspace = None) -> None:
     """Whether an engine serves the store, its slots, the queue."""
-    from engine.daemon import engine_info
+    from engine.runner.daemon import engine_info
 
     ws = st.resolve_workspace(workspace)
     info = engine_info(ws)
@@ -359,7 +359,7 @@ def run_command(
     workspace: Workspace = None,
 ) -> None:
     """Enqueue a run and execute it in the foreground (or only enqueue it with --detach)."""
-    from engine.runner import launch
+    from engine.runner.launch import launch
 
     cfg = parse_sets(sets or [], load_config(config))
     code = launch(kind, cfg, label=label, workspace=workspace, detach=detach, json_out=json_out,

@@ -97,7 +97,7 @@ def install(app: typer.Typer) -> None:
         """Fine-tune the target classifier once (the paper's protocol) and score every test set."""
         config = build_config(**{k: v for k, v in locals().items()
                                  if k not in {"label", "workspace", "detach", "json_out"}})
-        from engine.runner import launch
+        from engine.runner.launch import launch
 
         code = launch("classify", config, label=label, workspace=workspace, detach=detach, json_out=json_out)
         raise typer.Exit(code)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from engine.fsutil import atomic_path
-from engine.kinds import RunContext
+from engine.runner.kinds import RunContext
 from engine.train.augment import Augmenter, make_generator
 from engine.train.config import OptimConfig
 from engine.train.evaluate import forward, predict_logits

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.fsutil import atomic_write_json
-from engine.kinds import RunContext, register_kind
+from engine.runner.kinds import RunContext, register_kind
 from engine.train.config import TEST_SET_NAMES, ClassifyConfig, parse_config
 
 

@@ -4,7 +4,7 @@
   The kernel drops the lock when the process dies (kill -9 included), so a dead engine's lock is simply
   taken over by the next start; ``engine.pid`` (JSON) says who holds it.
 - Slots: one per visible CUDA GPU (the run gets that GPU in ``CUDA_VISIBLE_DEVICES``), else ``cpu_slots``.
-- Each run executes in its own subprocess and process group (``python -m engine.worker``): a crash,
+- Each run executes in its own subprocess and process group (``python -m engine.runner.worker``): a crash,
   segfault, OOM or kill of a run never takes the engine down, and the worker dies with the engine
   (PR_SET_PDEATHSIG), so no run ever goes on unsupervised.
 - Crash recovery: on start, runs left running by a dead engine (or a dead foreground ``ganaug run``) are
@@ -33,8 +33,8 @@ from typing import IO, Any
 from engine import store as st
 from engine.errors import InputError, RunFailed
 from engine.fsutil import atomic_write_json
+from engine.runner.worker import DEVICE_ENV, ENGINE_PID_ENV
 from engine.store.provenance import host as this_host
-from engine.worker import DEVICE_ENV, ENGINE_PID_ENV
 
 LOCK_FILE, PID_FILE, LOG_FILE = "engine.lock", "engine.pid", "engine.log"
 POLICIES = ("resume", "restart", "leave")
@@ -303,7 +303,7 @@ class Engine:
             # The folder may be gone (deleted by hand; a creator that died before making it): the run still runs.
             self.store.run_dir(run_id).mkdir(exist_ok=True)
             log = open(self.store.run_dir(run_id) / "log.txt", "ab")  # noqa: SIM115 (closed when reaped)
-            proc = subprocess.Popen([sys.executable, "-m", "engine.worker", str(self.workspace), run_id],
+            proc = subprocess.Popen([sys.executable, "-m", "engine.runner.worker", str(self.workspace), run_id],
                                     env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
@@ -381,7 +381,7 @@ def start_engine(workspace: Path, *, cpu_slots: int = 1, use_gpus: bool = True, 
     info = engine_info(workspace)
     if info is not None:
         return False, info
-    cmd = [sys.executable, "-m", "engine.daemon", str(workspace), "--cpu-slots", str(cpu_slots),
+    cmd = [sys.executable, "-m", "engine.runner.daemon", str(workspace), "--cpu-slots", str(cpu_slots),
            "--on-interrupted", policy, "--grace", str(grace)] + ([] if use_gpus else ["--no-gpus"])
     with open(workspace / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -415,8 +415,8 @@ def stop_engine(workspace: Path, timeout: float | None = None) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.daemon WORKSPACE ...``: the daemon process itself (started by ``start_engine``)."""
-    ap = argparse.ArgumentParser(prog="python -m engine.daemon")
+    """``python -m engine.runner.daemon WORKSPACE ...``: the daemon process itself (started by ``start_engine``)."""
+    ap = argparse.ArgumentParser(prog="python -m engine.runner.daemon")
     ap.add_argument("workspace", type=Path)
     ap.add_argument("--cpu-slots", type=int, default=1)
     ap.add_argument("--no-gpus", action="store_true")

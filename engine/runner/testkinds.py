@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.fsutil import atomic_write_json
-from engine.kinds import RunContext, Validator, register_kind
+from engine.runner.kinds import RunContext, Validator, register_kind
 
 
 def _typed(**types: Callable[[Any], Any]) -> Validator:

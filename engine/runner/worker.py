@@ -1,6 +1,6 @@
 """Executes ONE run: builds the concrete RunContext, calls the kind, records the outcome.
 
-The same ``execute`` runs in the engine's per-run subprocess (``python -m engine.worker WORKSPACE RUN_ID``)
+The same ``execute`` runs in the engine's per-run subprocess (``python -m engine.runner.worker WORKSPACE RUN_ID``)
 and in the foreground of ``ganaug run``, so a run behaves identically however it was started.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import store as st
-from engine.kinds import get_kind
+from engine.runner.kinds import get_kind
 
 # Tunables (env, so tests and the engine can tighten them without new flags).
 HEARTBEAT_S = float(os.environ.get("GANAUG_HEARTBEAT", "5"))
@@ -32,7 +32,7 @@ DEVICE_ENV = "GANAUG_DEVICE"  # set by the engine from its slot: "cuda" or "cpu"
 
 
 class WorkerContext:
-    """The concrete ``engine.kinds.RunContext``: metrics buffered and flushed in batches, progress
+    """The concrete ``engine.runner.kinds.RunContext``: metrics buffered and flushed in batches, progress
     rate-limited into the store, checkpoints written atomically, a stop flag for graceful shutdown."""
 
     def __init__(self, store: st.Store, run: st.Run, *, device: str, log: logging.Logger,
@@ -229,10 +229,10 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.worker WORKSPACE RUN_ID``: the engine's per-run subprocess."""
+    """``python -m engine.runner.worker WORKSPACE RUN_ID``: the engine's per-run subprocess."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m engine.worker WORKSPACE RUN_ID", file=sys.stderr)
+        print("usage: python -m engine.runner.worker WORKSPACE RUN_ID", file=sys.stderr)
         return 2
     _die_with_parent()
     with st.Store(Path(args[0])) as store:

@@ -1,6 +1,6 @@
 """The one entry every "run this" command shares: enqueue, then detach or execute in the foreground.
 
-Foreground execution goes through ``engine.worker.execute``, the very code the engine's per-run
+Foreground execution goes through ``engine.runner.worker.execute``, the very code the engine's per-run
 subprocess runs, so scripts need no daemon and a run behaves the same either way.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from engine import store as st
 from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
-from engine.kinds import kind_names, validate_config
+from engine.runner.kinds import kind_names, validate_config
 
 WAIT_POLL_S = 0.2
 
@@ -76,7 +76,7 @@ def _checked(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report_detached(store: st.Store, run_id: str, json_out: bool) -> int:
-    from engine.daemon import engine_info
+    from engine.runner.daemon import engine_info
 
     doc = outcome(store, run_id)
     if json_out:
@@ -94,8 +94,8 @@ def _run_foreground(store: st.Store, run_id: str) -> str:
     from rich.logging import RichHandler
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    from engine.daemon import detect_gpus
-    from engine.worker import execute
+    from engine.runner.daemon import detect_gpus
+    from engine.runner.worker import execute
 
     console = Console(stderr=True)
     if (status := store.get_run(run_id).status) == st.BLOCKED:

@@ -53,9 +53,9 @@ _REGISTRY: dict[str, KindFn] = {}
 _VALIDATORS: dict[str, Validator] = {}
 # Kinds shipped with ganaug, imported on first use: kind name -> module that registers it.
 _BUILTIN: dict[str, str] = {
-    "sleep": "engine.testkinds",
-    "count": "engine.testkinds",
-    "fail": "engine.testkinds",
+    "sleep": "engine.runner.testkinds",
+    "count": "engine.runner.testkinds",
+    "fail": "engine.runner.testkinds",
     "classify": "engine.train.kind",
 }
 
