@@ -17,7 +17,9 @@ scales those proportions to any data-set size:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,3 +109,25 @@ def split_dataset(
         counts[s] += len(members)
         assigned[s] += members
     return Split(*(sorted(part, key=lambda r: r.image_id) for part in assigned))
+
+
+def split_path(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed: int) -> Path:
+    """``<workspace>/splits/<format>-<content-hash>-seed<k>.csv``: content = ids, labels and groups."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r.image_id):
+        h.update(f"{r.image_id}\t{r.label}\t{r.group}\t{r.patient_id}\n".encode())
+    return workspace / "splits" / f"{fmt}-{h.hexdigest()[:12]}-seed{seed}.csv"
+
+
+def persisted_split(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed: int,
+                    log: logging.Logger | None = None) -> tuple[Split, Path]:
+    """The split of this data set and seed that every run of the workspace shares (classifier and GANs alike):
+    computed once, written under ``<workspace>/splits/``, then reused."""
+    path = split_path(workspace, fmt, records, seed)
+    if path.is_file():
+        return Split.read_csv(path, records), path
+    split = split_dataset(records, seed=seed)
+    split.write_csv(path)  # atomic: concurrent first runs write the same content, the last rename wins
+    if log is not None:
+        log.info("split written to %s", path)
+    return split, path

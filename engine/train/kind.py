@@ -12,7 +12,6 @@ training randomness (init, shuffle, augmentation, dropout) comes from (seed, rep
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import zlib
@@ -24,14 +23,6 @@ from engine.errors import InputError
 from engine.fsutil import atomic_write_json
 from engine.runner.kinds import RunContext, register_kind
 from engine.train.config import TEST_SET_NAMES, ClassifyConfig, parse_config
-
-
-def split_path(workspace: Path, fmt: str, records: list[Any], seed: int) -> Path:
-    """``<workspace>/splits/<format>-<content-hash>-seed<k>.csv``: content = ids, labels and groups."""
-    h = hashlib.sha256()
-    for r in sorted(records, key=lambda r: r.image_id):
-        h.update(f"{r.image_id}\t{r.label}\t{r.group}\t{r.patient_id}\n".encode())
-    return workspace / "splits" / f"{fmt}-{h.hexdigest()[:12]}-seed{seed}.csv"
 
 
 def check_disjoint(train: list[Any], tests: dict[str, list[Any]]) -> None:
@@ -73,19 +64,6 @@ def _resolve_device(cfg: ClassifyConfig, ctx: RunContext) -> str:
     return device
 
 
-def _split(cfg: ClassifyConfig, ctx: RunContext, records: list[Any]) -> tuple[Any, Path]:
-    """The persisted split of this data set and split seed: computed once, then reused by every run."""
-    from engine.data.split import Split, split_dataset
-
-    path = split_path(ctx.workspace, cfg.data.format, records, cfg.data.split_seed)
-    if path.is_file():
-        return Split.read_csv(path, records), path
-    split = split_dataset(records, seed=cfg.data.split_seed)
-    split.write_csv(path)  # atomic: concurrent first runs write the same content, the last rename wins
-    ctx.log.info("split written to %s", path)
-    return split, path
-
-
 def validate_classify(config: dict[str, Any]) -> dict[str, Any]:
     """The gate before a classify run is queued: a valid config and a model that can be built here."""
     from engine.train.model import check_model
@@ -107,6 +85,7 @@ def run_classify(ctx: RunContext) -> None:
 
     from engine.data import load_dataset
     from engine.data.cache import ImageCache
+    from engine.data.split import persisted_split
     from engine.data.subsets import real_subset
     from engine.train.augment import Augmenter, make_generator
     from engine.train.classifier import ArraySet, RowView, derive_seed, fit
@@ -121,7 +100,7 @@ def run_classify(ctx: RunContext) -> None:
 
     # 1. Records and labels only (no test pixels are read before training ends).
     data = load_dataset(cfg.data.format, cfg.data.root)
-    split, split_file = _split(cfg, ctx, data.records)
+    split, split_file = persisted_split(ctx.workspace, cfg.data.format, data.records, cfg.data.split_seed, ctx.log)
     real = real_subset(split.train, cfg.real_fraction, cfg.replicate)
     synthetic = load_dataset("csv", cfg.synthetic).records if cfg.synthetic else []
     tests: dict[str, list[Any]] = {TEST_SET_NAMES[cfg.data.format]: list(split.test)}
