@@ -20,3 +20,7 @@ class RunFailed(Exception):
     """A run (or a run the command waited for) ended failed: exit code 1."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class DamagedStore(InputError):
+    """The run store's database file is damaged: one line naming it and how to recover it; never written to."""

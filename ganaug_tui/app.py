@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         workspace = st.resolve_workspace(args.workspace)
-        st.open_store(workspace).close()  # fail here, in one line, on a bad or newer store
+        st.open_store(workspace).close()  # fail here, in one line, on a bad, damaged or newer store
     except InputError as exc:
         print(f"ganaug-tui: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    GanaugApp(workspace).run()
+        sys.exit(exc.exit_code)
+    app = GanaugApp(workspace)
+    app.run()
+    sys.exit(app.return_code or 0)  # an app that crashed must not exit 0

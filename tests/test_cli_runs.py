@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,10 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_engine import FAST_ENV, GANAUG, cli
+from test_engine import FAST_ENV, GANAUG, cli, default_sigint
 
 from engine import store as st
 from engine.runner.daemon import engine_info
+from engine.store.ids import slugify
 
 
 def one_json(proc: subprocess.CompletedProcess[str]) -> object:
@@ -85,24 +87,6 @@ def test_wait_times_out_with_exit_1(tmp_path):
     assert proc.returncode == 1 and "timed out" in proc.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["runs", "show", "nope"], "unknown run id 'nope'"),
-    (["runs", "cancel", "nope"], "unknown run id 'nope'"),
-    (["run", "sleep", "--set", "novalue"], "--set 'novalue': expected key.path=value"),
-    (["run", "sleep", "--config", "missing.json"], "--config missing.json"),
-    (["run", "no-such-kind"], "unknown run kind 'no-such-kind'"),
-    (["run", "count", "--set", "n=abc"], "config key 'n': expected int, got 'abc'"),
-    (["runs", "list", "--status", "bogus"], "--status 'bogus'"),
-    (["engine", "start", "--on-interrupted", "maybe"], "--on-interrupted must be one of"),
-])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    proc = cli(tmp_path / "ws", *args, check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ganaug: error: ") and message in proc.stderr
-    if args[0] == "run":  # a refused run leaves nothing behind
-        assert not (tmp_path / "ws").exists() or not st.open_store(tmp_path / "ws").list_runs()
-
-
 def test_invalid_json_config_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "a": 1,\n  oops\n}')
@@ -145,6 +129,7 @@ def test_read_only_workspace(tmp_path):
 
 
 def test_listing_does_not_import_heavy_libraries(tmp_path):
+    st.open_store(tmp_path).close()
     code = ("import sys; sys.argv = ['ganaug', 'runs', 'list', '--workspace', sys.argv[1]]\n"
             "from engine.cli import app\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
@@ -162,9 +147,13 @@ def test_ctrl_c_while_waiting_for_parents_leaves_the_run_interrupted_not_waiting
         parent = s.create_run("sleep", {"seconds": 0})  # no engine: it stays queued
     env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
     err = tmp_path / "stderr.txt"
-    with open(err, "w") as err_fh:
-        fg = subprocess.Popen([GANAUG, "run", "sleep", "--after", parent, "--label", "child"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=err_fh)
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup or `&`: children inherit "ignore"
+    try:
+        with open(err, "w") as err_fh:
+            fg = subprocess.Popen([GANAUG, "run", "sleep", "--after", parent, "--label", "child"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=err_fh, preexec_fn=default_sigint)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     try:
         deadline = time.monotonic() + 30
         while "waiting for its parent runs" not in err.read_text() and time.monotonic() < deadline:
@@ -178,3 +167,72 @@ def test_ctrl_c_while_waiting_for_parents_leaves_the_run_interrupted_not_waiting
     with st.open_store(ws) as s:
         run = s.get_run(child.id)
     assert run.status == st.INTERRUPTED and run.foreground_pid is None  # `runs retry` hands it to the engine
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_runs_of_a_dead_foreground_owner_can_be_cancelled_retried_and_removed_without_an_engine(tmp_path):
+    ws = tmp_path / "ws"
+    with st.open_store(ws) as s:
+        ids = []
+        for _ in range(3):  # each as a `ganaug run` killed with -9 leaves it: running, owned by a dead process
+            pid = _dead_pid()
+            rid = s.create_run("count", {"n": 5}, foreground_pid=pid)
+            s.claim(rid, slot="foreground", engine_pid=None, pid=pid, foreground_pid=pid)
+            ids.append(rid)
+    assert engine_info(ws) is None
+    assert "cancelled" in cli(ws, "runs", "cancel", ids[0]).stderr
+    assert cli(ws, "runs", "retry", ids[1]).stderr.strip().endswith("queued")
+    cli(ws, "runs", "rm", ids[2])
+    with st.open_store(ws) as s:
+        assert [(r.id, r.status, r.attempt) for r in s.list_runs()] == [(ids[0], st.CANCELLED, 1),
+                                                                        (ids[1], st.QUEUED, 2)]
+    assert not (ws / ids[2]).exists()
+
+
+def test_waiting_for_a_run_whose_owner_died_ends_instead_of_hanging(tmp_path):
+    ws = tmp_path / "ws"
+    pid = _dead_pid()
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {}, foreground_pid=pid)
+        s.claim(rid, slot="foreground", engine_pid=None, pid=pid, foreground_pid=pid)
+    proc = cli(ws, "runs", "wait", rid, "--timeout", "20", "--json", check=False)
+    assert proc.returncode == 1 and one_json(proc)[0]["status"] == st.INTERRUPTED
+
+
+def test_json_outcomes_carry_the_aucs_of_result_json(tmp_path):
+    ws = tmp_path / "ws"
+    doc = one_json(cli(ws, "run", "count", "--set", "n=2", "--set", "interval=0", "--json"))
+    assert doc["auc"] is None and doc["val_auc"] is None and doc["resumes"] == 0  # a kind without scores
+    run_dir = Path(doc["run_dir"])
+    (run_dir / "result.json").write_text(json.dumps({"auc": {"isic19": 0.81, "dermofit": 0.66}, "val_auc": 0.79}))
+    shown = one_json(cli(ws, "runs", "show", doc["run_id"], "--json"))
+    assert shown["auc"] == {"isic19": 0.81, "dermofit": 0.66} and shown["val_auc"] == 0.79
+    assert one_json(cli(ws, "runs", "wait", doc["run_id"], "--json"))[0]["auc"]["isic19"] == 0.81
+    assert "auc isic19" in cli(ws, "runs", "show", doc["run_id"]).stdout
+
+
+def test_log_lines_are_never_cut_when_stderr_is_no_terminal(tmp_path):
+    label = "a label long enough that the log line about this run is far wider than eighty columns"
+    proc = cli(tmp_path / "ws", "run", "count", "--set", "n=2", "--set", "interval=0", "--label", label)
+    lines = [ln for ln in proc.stderr.splitlines() if "attempt 1" in ln]
+    assert len(lines) == 1 and slugify(label) in lines[0] and "pid" in lines[0] and len(lines[0]) > 120
+    assert "\x1b[" not in proc.stderr  # plain lines, no terminal control codes
+
+
+def test_a_damaged_store_is_one_line_from_every_command_and_never_written(tmp_path):
+    from test_store_safety import damaged_workspace
+
+    ws = tmp_path / "ws"
+    digest = damaged_workspace(ws)
+    for args in (["runs", "list"], ["runs", "show", "x"], ["run", "sleep"], ["engine", "start"],
+                 ["engine", "status"], ["queue", "pause"], ["runs", "cancel", "x"]):
+        proc = cli(ws, *args, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (args, proc.stderr)
+        assert "is damaged" in proc.stderr and ".recover" in proc.stderr, (args, proc.stderr)
+    assert hashlib.sha256((ws / st.DB_NAME).read_bytes()).hexdigest() == digest
+    assert engine_info(ws) is None

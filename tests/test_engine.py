@@ -23,6 +23,12 @@ GANAUG = str(Path(sys.executable).parent / "ganaug")
 FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1"}
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test interrupts with SIGINT: Ctrl-C must reach it even when the test run
+    itself was started with SIGINT ignored (nohup, ``&``), which children would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(ws: Path, *args: str, check: bool = True, timeout: float = 60,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``ganaug ARGS`` on workspace ``ws`` (fast engine tunables, extra ``env``); the finished process."""
@@ -163,7 +169,7 @@ def test_kill_9_of_the_engine_then_restart_resumes_from_checkpoint(ws):
         run = s.get_run(rid)
         steps = s.metrics(rid, "count")["step"].tolist()
         events = [e["kind"] for e in s.events(rid)]
-    assert run.attempt == 2 and "interrupted" in events
+    assert (run.attempt, run.resumes) == (1, 1) and "interrupted" in events  # a crash-resume is no new attempt
     assert steps == list(range(n))  # no gap, no duplicate
     result = json.loads((ws / rid / "result.json").read_text())
     assert 0 < result["resumed_from"] < n
@@ -260,7 +266,8 @@ def test_a_run_ignoring_cancel_is_killed_after_the_grace_period(ws):
 def test_interrupted_foreground_run_is_resumed_by_the_engine(ws):
     env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
     fg = subprocess.Popen([GANAUG, "run", "count", "--set", "n=150", "--set", "interval=0.02", "--json"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=default_sigint)
     try:
         with st.open_store(ws) as s:
             rid = wait_for(lambda: [r.id for r in s.list_runs(status=st.RUNNING)], what="the run")[0]
@@ -276,7 +283,7 @@ def test_interrupted_foreground_run_is_resumed_by_the_engine(ws):
     assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED), timeout=60) == st.SUCCEEDED
     with st.open_store(ws) as s:
         assert s.metrics(rid, "count")["step"].tolist() == list(range(150))
-        assert s.get_run(rid).slot == "cpu0" and s.get_run(rid).attempt == 2
+        assert s.get_run(rid).slot == "cpu0" and (s.get_run(rid).attempt, s.get_run(rid).resumes) == (1, 1)
     assert json.loads((ws / rid / "result.json").read_text())["resumed_from"] >= 10
 
 
@@ -312,7 +319,8 @@ def test_runs_left_waiting_by_a_dead_foreground_process_do_not_stay_queued_forev
     with st.open_store(ws) as s:
         for rid in (waiting, queued):
             run = s.get_run(rid)
-            assert run.attempt == 2 and "foreground process" in " ".join(e["message"] for e in s.events(rid))
+            assert (run.attempt, run.resumes) == (1, 1)
+            assert "foreground process" in " ".join(e["message"] for e in s.events(rid))
         assert s.get_run(mine).status == st.QUEUED and s.get_run(mine).foreground_pid == os.getpid()
 
 
@@ -342,3 +350,54 @@ def test_reaping_a_worker_whose_run_was_already_removed_does_not_crash_the_engin
     proc.wait()
     engine._reap(_Child(rid, engine.slots[0], proc), proc.returncode)  # must not raise
     engine.store.close()
+
+
+def test_a_cancel_asked_of_an_orphan_survives_the_engine_start(ws):
+    """A cancel flagged on a run whose owner then died must not be undone by the next engine's resume policy."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {"n": 10}, foreground_pid=dead.pid)
+        s.claim(rid, slot="foreground", engine_pid=None, pid=dead.pid, foreground_pid=dead.pid)
+        assert s.request_cancel(rid) == st.RUNNING  # flagged; the owner never acted on it
+    cli(ws, "engine", "start")  # policy resume
+    assert wait_status(ws, rid, (st.CANCELLED, st.QUEUED, st.RUNNING, st.SUCCEEDED)) == st.CANCELLED
+    time.sleep(0.3)
+    with st.open_store(ws) as s:
+        run = s.get_run(rid)
+    assert run.status == st.CANCELLED and (run.attempt, run.resumes) == (1, 0)
+
+
+def test_a_run_the_user_paused_stays_paused_across_an_engine_crash(ws):
+    n = 40
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {"n": n, "interval": 0.05, "checkpoint_every": 5})
+    cli(ws, "engine", "start")
+    wait_for(lambda: (ws / rid / "checkpoints" / "last.pt").is_file(), what="a first checkpoint")
+    cli(ws, "runs", "pause", rid)
+    os.kill(engine_info(ws)["pid"], signal.SIGKILL)
+    wait_for(lambda: engine_info(ws) is None, what="the engine to be gone")
+    cli(ws, "engine", "start")
+    time.sleep(0.5)
+    with st.open_store(ws) as s:
+        run = s.get_run(rid)
+    assert run.status == st.PAUSED and run.pid is None and run.resumes == 1  # held, not re-run behind the user
+    cli(ws, "runs", "resume", rid)
+    assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED)) == st.SUCCEEDED
+    with st.open_store(ws) as s:
+        assert s.metrics(rid, "count")["step"].tolist() == list(range(n))
+        assert (s.get_run(rid).attempt, s.get_run(rid).resumes) == (1, 1)
+
+
+def test_engine_log_is_rotated(ws):
+    from engine.runner.daemon import LOG_FILE, LOG_KEEP
+
+    with st.open_store(ws) as s:
+        ids = [s.create_run("sleep", {"seconds": 0}) for _ in range(12)]
+    cli(ws, "engine", "start", env={"GANAUG_ENGINE_LOG_MAX": "600"})
+    cli(ws, "runs", "wait", *ids, "--timeout", "60")
+    cli(ws, "engine", "stop")
+    logs = sorted(p.name for p in ws.glob(f"{LOG_FILE}*"))
+    assert logs == [LOG_FILE, *(f"{LOG_FILE}.{k}" for k in range(1, LOG_KEEP + 1))]  # the oldest are dropped
+    assert all((ws / name).stat().st_size < 600 + 300 for name in logs)  # at most one line over the limit
+    assert "stopped" in (ws / LOG_FILE).read_text()  # the daemon kept writing into the fresh file

@@ -64,6 +64,7 @@ def test_train_command_writes_consistent_artefacts(tmp_path: Path, datasets: dic
     assert doc["status"] == "succeeded"
     run_dir = Path(doc["run_dir"])
     result = json.loads((run_dir / "result.json").read_text())
+    assert doc["auc"] == result["auc"] and doc["val_auc"] == result["val_auc"]  # `train --json` has the scores
     with open(run_dir / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["test_set", "image", "label", "score"]

@@ -79,3 +79,16 @@ async def test_a_run_removed_under_the_selection_does_not_crash_the_app(workspac
         app.load_detail("20991231-0000-no-such-run")
         await _settle(app, pilot)
         assert app.is_running and app.return_code is None
+
+
+def test_a_damaged_store_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    from test_store_safety import damaged_workspace
+
+    from ganaug_tui.app import main
+
+    ws = tmp_path / "ws"
+    damaged_workspace(ws)
+    with pytest.raises(SystemExit) as exc:
+        main(["--workspace", str(ws)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "is damaged" in err and ".recover" in err

@@ -22,15 +22,31 @@ from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError, RunFailed
 
 # States in which a run will not change again by itself (wait/follow stop there).
 _DONE = (*st.TERMINAL, st.INTERRUPTED)
-RunIds = Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")]
+RunIds = Annotated[list[str], typer.Argument(help="Run ids, or any unambiguous part of one (ids start with a "
+                                                 "timestamp, so a part is matched anywhere, not only as a prefix).")]
+RunId = Annotated[str, typer.Argument(help="A run id, or any unambiguous part of one.")]
 
 runs_app = typer.Typer(help="Inspect and manage runs.", no_args_is_help=True)
 queue_app = typer.Typer(help="Pause or resume the whole queue.", no_args_is_help=True)
 engine_app = typer.Typer(help="The background engine that executes queued runs.", no_args_is_help=True)
 
 
-def _store(workspace: Path | None, *, readonly: bool = False) -> st.Store:
-    return st.open_store(workspace, readonly=readonly)
+def _store(workspace: Path | None, *, readonly: bool = False, create: bool = False) -> st.Store:
+    """The workspace's store; only commands that make runs or settings create one (``create``). Runs whose
+    owner died are settled first (a writable store), so no command sees a dead run as running."""
+    store = st.open_store(workspace, readonly=readonly, create=create)
+    try:
+        store.reap_dead_owners()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _seconds(value: float | None, flag: str) -> float | None:
+    if value is not None and not 0 <= value < float("inf"):
+        raise InputError(f"{flag} must be a finite number of seconds >= 0 (got {value})")
+    return value
 
 
 def _err(msg: str) -> None:
@@ -75,18 +91,24 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument()], json_out: Json = False, workspace: Workspace = None) -> None:
-    """Everything about one run: row, parents, children, last events."""
+def runs_show(run_id: RunId, json_out: Json = False, workspace: Workspace = None) -> None:
+    """Everything about one run: row, parents, children, last events, its AUCs once it has them."""
+    from engine.runner.launch import scores
+
     with _store(workspace, readonly=True) as store:
         run = store.get_run(run_id)
         doc = run.to_dict() | {"children": store.children(run.id), "run_dir": str(store.run_dir(run.id)),
-                               "events": store.events(run.id)[-20:]}
+                               "events": store.events(run.id)[-20:], **scores(store.run_dir(run.id))}
     if json_out:
         print(json.dumps(doc))
         return
-    for key in ("id", "kind", "label", "experiment", "status", "exit_reason", "priority", "attempt", "slot",
-                "pid", "host", "config_hash", "seed", "parents", "children", "run_dir"):
+    for key in ("id", "kind", "label", "experiment", "status", "exit_reason", "priority", "attempt", "resumes",
+                "slot", "pid", "host", "git_commit", "config_hash", "seed", "parents", "children", "run_dir"):
         print(f"{key:<12} {doc[key]}")
+    if doc["val_auc"] is not None:
+        print(f"{'val_auc':<12} {doc['val_auc']:.4f}")
+    for name, auc in (doc["auc"] or {}).items():
+        print(f"{'auc ' + name:<12} {auc:.4f}")
     for key in ("created", "started", "ended", "heartbeat"):
         print(f"{key:<12} {_when(doc[key])}")
     print(f"{'progress':<12} {_progress_text(run) or '-'}")
@@ -97,7 +119,7 @@ def runs_show(run_id: Annotated[str, typer.Argument()], json_out: Json = False, 
 
 @runs_app.command("logs")
 def runs_logs(
-    run_id: Annotated[str, typer.Argument()],
+    run_id: RunId,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
     workspace: Workspace = None,
 ) -> None:
@@ -119,18 +141,17 @@ def runs_logs(
             if not follow or ended:
                 break
             time.sleep(0.2)
+            store.reap_dead_owners()  # a run whose owner dies meanwhile ends: following stops there
 
 
 @runs_app.command("cancel")
 def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Cancel runs: waiting ones end now; running ones stop gracefully (checkpoint, then SIGKILL after grace)."""
     with _store(workspace) as store:
-        for rid in run_ids:
-            run = store.get_run(rid)
-            new = store.request_cancel(run.id)
+        for run, new in store.cancel_runs(run_ids):
             if new in st.ACTIVE and run.engine_pid is None and run.pid:  # a foreground run: ask it directly
-                _signal(run.pid, signal.SIGCONT, group=False)
-                _signal(run.pid, signal.SIGTERM, group=False)
+                _signal_owner(run, signal.SIGCONT)
+                _signal_owner(run, signal.SIGTERM)
             _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
 
 
@@ -142,9 +163,8 @@ def runs_retry(
 ) -> None:
     """Re-queue failed/cancelled/interrupted/dependency-failed runs (attempt + 1; children wait again)."""
     with _store(workspace) as store:
-        for rid in run_ids:
-            run = store.get_run(rid)
-            _err(f"{run.id}: {store.retry(run.id, restart=restart)}")
+        for run, new in store.retry_runs(run_ids, restart=restart):
+            _err(f"{run.id}: {new}")
 
 
 @runs_app.command("rm")
@@ -156,8 +176,7 @@ def runs_rm(run_ids: RunIds, workspace: Workspace = None) -> None:
 
 
 @runs_app.command("priority")
-def runs_priority(run_id: Annotated[str, typer.Argument()], priority: Annotated[int, typer.Argument()],
-                  workspace: Workspace = None) -> None:
+def runs_priority(run_id: RunId, priority: Annotated[int, typer.Argument()], workspace: Workspace = None) -> None:
     """Reorder: higher priority starts first (then first come, first served)."""
     with _store(workspace) as store:
         store.set_priority(run_id, priority)
@@ -167,11 +186,9 @@ def runs_priority(run_id: Annotated[str, typer.Argument()], priority: Annotated[
 def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Hold waiting runs; suspend running ones (SIGSTOP) until `ganaug runs resume`."""
     with _store(workspace) as store:
-        for rid in run_ids:
-            run = store.get_run(rid)
-            store.set_paused(run.id, True)
+        for run, _new in store.pause_runs(run_ids, True):
             if run.status == st.RUNNING:
-                _signal(run.pid, signal.SIGSTOP, group=run.engine_pid is not None)
+                _signal_owner(run, signal.SIGSTOP)
             _err(f"{run.id}: paused")
 
 
@@ -179,11 +196,9 @@ def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
 def runs_resume(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Undo `ganaug runs pause`: held runs wait again, suspended ones continue (SIGCONT)."""
     with _store(workspace) as store:
-        for rid in run_ids:
-            run = store.get_run(rid)
-            new = store.set_paused(run.id, False)
+        for run, new in store.pause_runs(run_ids, False):
             if new == st.RUNNING:
-                _signal(run.pid, signal.SIGCONT, group=run.engine_pid is not None)
+                _signal_owner(run, signal.SIGCONT)
             _err(f"{run.id}: {new}")
 
 
@@ -197,15 +212,17 @@ def runs_wait(
     """Wait until the runs end; exit 1 if any did not succeed (or on timeout)."""
     from engine.runner.launch import outcome
 
+    _seconds(timeout, "--timeout")
     deadline = None if timeout is None else time.monotonic() + timeout
     with _store(workspace, readonly=True) as store:
-        ids = [store.resolve(r) for r in run_ids]
+        ids = [r.id for r in store.get_runs(run_ids)]
         while True:
             runs = [store.get_run(r) for r in ids]
             pending = [r.id for r in runs if r.status not in _DONE]
             if not pending or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(0.2)
+            store.reap_dead_owners()  # a run whose owner died ends here instead of being waited for forever
         docs = [outcome(store, r) for r in ids]
     if json_out:
         print(json.dumps(docs))
@@ -218,22 +235,29 @@ def runs_wait(
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def _signal(pid: int | None, sig: int, *, group: bool) -> None:
-    if not pid:
+def _signal_owner(run: st.Run, sig: int) -> None:
+    """Signal the process running ``run``: the engine worker's process group, or the foreground process itself
+    (only while it is still the process that claimed the run: a pid alone may belong to someone else by now)."""
+    from engine import procs
+
+    if not run.pid:
+        return
+    engine_run = run.engine_pid is not None
+    if not engine_run and run.foreground_started is not None and not procs.alive(run.pid, run.foreground_started):
         return
     try:
-        (os.killpg if group else os.kill)(pid, sig)
+        (os.killpg if engine_run else os.kill)(run.pid, sig)
     except ProcessLookupError:
         pass
     except PermissionError as exc:
-        raise InputError(f"cannot signal process {pid}: {exc.strerror}") from None
+        raise InputError(f"cannot signal process {run.pid}: {exc.strerror}") from None
 
 
 # ------------------------------------------------------------------------------------------ queue
 @queue_app.command("pause")
 def queue_pause(workspace: Workspace = None) -> None:
     """No new runs start; running ones go on."""
-    with _store(workspace) as store:
+    with _store(workspace, create=True) as store:
         store.set_queue_paused(True)
     _err("queue paused")
 
@@ -241,7 +265,7 @@ def queue_pause(workspace: Workspace = None) -> None:
 @queue_app.command("resume")
 def queue_resume(workspace: Workspace = None) -> None:
     """Let the engine start queued runs again."""
-    with _store(workspace) as store:
+    with _store(workspace, create=True) as store:
         store.set_queue_paused(False)
     _err("queue resumed")
 
@@ -278,6 +302,7 @@ def engine_stop(
     """Graceful stop: runs checkpoint and end interrupted (re-queued at the next start per its policy)."""
     from engine.runner.daemon import stop_engine
 
+    _seconds(timeout, "--timeout")
     info = stop_engine(st.resolve_workspace(workspace), timeout)
     _err("engine is not running" if info is None else f"engine (pid {info['pid']}) stopped")
 

@@ -91,6 +91,8 @@ def split_dataset(
 
     if len(sizes) != 3 or min(sizes) < 0 or sum(sizes) <= 0:
         raise ValueError(f"sizes must be three non-negative counts with a positive sum, got {tuple(sizes)}")
+    if seed < 0:
+        raise InputError(f"split --seed {seed}: must be >= 0")
     share = np.asarray(sizes, dtype=float) / float(sum(sizes))
     groups: dict[str, list[LesionRecord]] = defaultdict(list)
     for r in records:

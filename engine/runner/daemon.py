@@ -34,9 +34,12 @@ from engine import store as st
 from engine.errors import InputError, RunFailed
 from engine.fsutil import atomic_write_json
 from engine.runner.worker import DEVICE_ENV, ENGINE_PID_ENV
-from engine.store.provenance import host as this_host
+from engine.store.owners import LOCK_FILE, PID_FILE, engine_info
 
-LOCK_FILE, PID_FILE, LOG_FILE = "engine.lock", "engine.pid", "engine.log"
+LOG_FILE = "engine.log"
+# engine.log is rotated past this size (engine.log.1 ... .LOG_KEEP): a daemon serving for months stays bounded.
+LOG_MAX_BYTES = int(os.environ.get("GANAUG_ENGINE_LOG_MAX", str(10 << 20)))
+LOG_KEEP = 3
 POLICIES = ("resume", "restart", "leave")
 EXIT_ALREADY_RUNNING = 3
 POLL_S = float(os.environ.get("GANAUG_POLL", "0.5"))
@@ -88,13 +91,22 @@ def detect_gpus() -> list[str]:
     return []
 
 
+def check_options(*, policy: str = "resume", cpu_slots: int = 1, grace: float = 0.0) -> None:
+    """The engine's options, refused in one line before anything starts."""
+    if policy not in POLICIES:
+        raise InputError(f"--on-interrupted must be one of {', '.join(POLICIES)} (got {policy!r})")
+    if cpu_slots < 1:
+        raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
+    if not grace >= 0 or grace == float("inf"):  # also refuses NaN
+        raise InputError(f"--grace must be a finite number of seconds >= 0 (got {grace})")
+
+
 def make_slots(cpu_slots: int = 1, use_gpus: bool = True) -> list[Slot]:
     gpus = detect_gpus() if use_gpus else []
     cores = len(os.sched_getaffinity(0))
     if gpus:
         return [Slot(f"gpu{g}", gpu=g, threads=max(1, cores // len(gpus))) for g in gpus]
-    if cpu_slots < 1:
-        raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
+    check_options(cpu_slots=cpu_slots)
     return [Slot(f"cpu{i}", threads=max(1, cores // cpu_slots)) for i in range(cpu_slots)]
 
 
@@ -114,37 +126,21 @@ def _try_lock(path: Path, wait_s: float = 0.0) -> IO[bytes] | None:
             time.sleep(0.02)
 
 
-def engine_info(workspace: Path) -> dict[str, Any] | None:
-    """``engine.pid`` of the live engine serving ``workspace``, or None when no engine holds the lock."""
-    lock = workspace / LOCK_FILE
-    if not lock.exists():
-        return None
-    with open(lock, "rb") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # held: an engine is alive
-        else:
-            return None  # free (closing the file releases our probe)
+def rotate_log(workspace: Path) -> bool:
+    """Shift ``engine.log`` to ``engine.log.1`` (``.1`` to ``.2``, ..., dropping the oldest) once it is bigger than
+    ``LOG_MAX_BYTES``; True when it did."""
+    log = workspace / LOG_FILE
     try:
-        return json.loads((workspace / PID_FILE).read_text())
-    except (OSError, ValueError):
-        return {"pid": None, "ready": False}  # starting up: lock taken, pid file not written yet
-
-
-def _alive(pid: int | None, needle: str | None = None) -> bool:
-    """Process ``pid`` exists, is no zombie and (if given) has ``needle`` in its command line."""
-    import psutil
-
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
+        if log.stat().st_size <= LOG_MAX_BYTES:
             return False
-        return needle is None or needle in " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        for k in range(LOG_KEEP - 1, 0, -1):
+            older = workspace / f"{LOG_FILE}.{k}"
+            if older.exists():
+                os.replace(older, workspace / f"{LOG_FILE}.{k + 1}")
+        os.replace(log, workspace / f"{LOG_FILE}.1")
+    except OSError:
         return False
+    return True
 
 
 def _signal_group(pid: int | None, sig: int) -> None:
@@ -169,8 +165,7 @@ class Engine:
 
     def __init__(self, workspace: Path, slots: list[Slot], *, policy: str = "resume", grace: float = 30.0,
                  poll: float = POLL_S) -> None:
-        if policy not in POLICIES:
-            raise InputError(f"--on-interrupted must be one of {', '.join(POLICIES)} (got {policy!r})")
+        check_options(policy=policy, grace=grace)
         self.workspace, self.slots, self.policy, self.grace, self.poll = workspace, slots, policy, grace, poll
         self.children: dict[str, _Child] = {}  # slot name -> child
         self.stopping = False
@@ -178,6 +173,22 @@ class Engine:
 
     def say(self, msg: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} engine[{self.pid}] {msg}", flush=True)
+        self._rotate_own_log()
+
+    def _rotate_own_log(self) -> None:
+        """When our stdout is ``engine.log`` (a detached engine) and it grew too big: rotate it and point stdout
+        and stderr (where a traceback would go) at a fresh file."""
+        log = self.workspace / LOG_FILE
+        try:
+            if os.fstat(1).st_ino != log.stat().st_ino:
+                return  # run by hand in a terminal, or already rotated by someone else
+        except OSError:
+            return
+        if rotate_log(self.workspace):
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
 
     def serve(self) -> int:
         lock = _try_lock(self.workspace / LOCK_FILE, wait_s=1.0)
@@ -235,40 +246,24 @@ class Engine:
 
     # -- recovery
     def reap_orphans(self) -> list[str]:
-        """Runs marked running/paused whose supervisor is gone become interrupted (their worker is killed), and
-        so do runs a foreground ``ganaug run`` reserved and died before starting (e.g. while waiting for
-        parents): the engine never starts a reserved run, so they would otherwise wait forever."""
-        found = []
-        mine = {c.run_id for c in self.children.values()}
-        host = this_host()
-        for run in [*self.store.list_runs(status=st.ACTIVE), *self.store.foreground_waiting()]:
-            if run.id in mine or run.pid is None and run.foreground_pid is None:
-                continue  # ours, or a held (paused, never started) run
-            if run.host not in (None, host):
-                continue  # started on another machine: nothing we can check
-            if run.engine_pid is not None and run.engine_pid != self.pid:
-                if _alive(run.pid, run.id):
-                    _signal_group(run.pid, signal.SIGKILL)
-                reason = f"engine {run.engine_pid} died"
-            elif run.foreground_pid is not None:
-                if _alive(run.foreground_pid):
-                    continue
-                reason = f"foreground process {run.foreground_pid} died"
-            else:
-                reason = "worker lost"
-            was = st.ACTIVE if run.status in st.ACTIVE else (st.QUEUED, st.BLOCKED)
-            if self.store.finish(run.id, st.INTERRUPTED, reason, only_from=was):
-                self.say(f"run {run.id} interrupted: {reason}")
-                found.append(run.id)
+        """Runs whose owner is gone (a dead engine, a dead foreground ``ganaug run``, a worker we lost) are
+        settled by the store's one rule (``Store.reap_dead_owners``): interrupted, cancelled when a cancel was
+        requested, still paused when the user paused them."""
+        found = self.store.reap_dead_owners(engine_pid=self.pid, mine={c.run_id for c in self.children.values()})
+        for run_id in found:
+            run = self.store.get_run(run_id)
+            self.say(f"run {run_id} {run.status}: {run.exit_reason}")
         return found
 
     def recover(self) -> None:
+        """At start: settle orphans, then apply the policy to interrupted runs. Re-queueing them is a resume
+        (``resumes`` + 1), not a new attempt."""
         self.reap_orphans()
         if self.policy == "leave":
             return
         for run in self.store.list_runs(status=st.INTERRUPTED):
             try:
-                self.store.retry(run.id, restart=self.policy == "restart")
+                self.store.retry(run.id, restart=self.policy == "restart", resume=True)
             except InputError as exc:  # e.g. its parent was removed or ended badly meanwhile
                 self.say(f"run {run.id} stays interrupted: {exc}")
             else:
@@ -373,16 +368,14 @@ def start_engine(workspace: Path, *, cpu_slots: int = 1, use_gpus: bool = True, 
     """Start a detached engine for ``workspace``; returns (started_by_us, engine info).
 
     (False, info) means an engine was already serving this store (a concurrent start lost the race)."""
-    if policy not in POLICIES:
-        raise InputError(f"--on-interrupted must be one of {', '.join(POLICIES)} (got {policy!r})")
-    if cpu_slots < 1:
-        raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
+    check_options(policy=policy, cpu_slots=cpu_slots, grace=grace)
     st.open_store(workspace).close()  # surfaces a read-only workspace or a newer schema here, as one line
     info = engine_info(workspace)
     if info is not None:
         return False, info
     cmd = [sys.executable, "-m", "engine.runner.daemon", str(workspace), "--cpu-slots", str(cpu_slots),
            "--on-interrupted", policy, "--grace", str(grace)] + ([] if use_gpus else ["--no-gpus"])
+    rotate_log(workspace)
     with open(workspace / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
@@ -423,9 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--on-interrupted", choices=POLICIES, default="resume")
     ap.add_argument("--grace", type=float, default=30.0)
     args = ap.parse_args(argv)
-    slots = make_slots(args.cpu_slots, use_gpus=not args.no_gpus)
-    engine = Engine(args.workspace.absolute(), slots, policy=args.on_interrupted, grace=args.grace)
-    return engine.serve()
+    try:
+        slots = make_slots(args.cpu_slots, use_gpus=not args.no_gpus)
+        engine = Engine(args.workspace.absolute(), slots, policy=args.on_interrupted, grace=args.grace)
+        return engine.serve()
+    except InputError as exc:  # e.g. the store was found damaged: one line in engine.log, not a traceback
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} engine[{os.getpid()}] error: {exc}", flush=True)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

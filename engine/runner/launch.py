@@ -27,8 +27,19 @@ def outcome(store: st.Store, run_id: str) -> dict[str, Any]:
     """The JSON summary of a run that ``run``/``runs wait`` print."""
     run = store.get_run(run_id)
     return {"run_id": run.id, "status": run.status, "run_dir": str(store.run_dir(run.id)), "kind": run.kind,
-            "label": run.label, "attempt": run.attempt, "exit_reason": run.exit_reason,
-            "started": run.started, "ended": run.ended}
+            "label": run.label, "attempt": run.attempt, "resumes": run.resumes, "exit_reason": run.exit_reason,
+            "started": run.started, "ended": run.ended, **scores(store.run_dir(run.id))}
+
+
+def scores(run_dir: Path) -> dict[str, Any]:
+    """``auc`` ({test set: AUC}) and ``val_auc`` from the run's ``result.json``; None where it has none (yet)."""
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        result = {}
+    if not isinstance(result, dict):
+        result = {}
+    return {"auc": result.get("auc"), "val_auc": result.get("val_auc")}
 
 
 def launch(kind: str, config: dict[str, Any], *, label: str | None = None, workspace: Path | None = None,
@@ -88,10 +99,22 @@ def _report_detached(store: st.Store, run_id: str, json_out: bool) -> int:
     return EXIT_OK
 
 
+def console_handler(console: Any) -> logging.Handler:
+    """Where a foreground run's log lines go: rich on a terminal; plain, whole lines (never cut to a width)
+    otherwise, so a log piped to a file or another program keeps every column."""
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        return RichHandler(console=console, show_path=False, level=logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
 def _run_foreground(store: st.Store, run_id: str) -> str:
     """Wait for the parents (if any), claim the run for this process and execute it here."""
     from rich.console import Console
-    from rich.logging import RichHandler
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     from engine.runner.daemon import detect_gpus
@@ -107,7 +130,7 @@ def _run_foreground(store: st.Store, run_id: str) -> str:
         return status
     if not store.claim(run_id, slot="foreground", engine_pid=None, pid=os.getpid(), foreground_pid=os.getpid()):
         return store.get_run(run_id).status
-    handler = RichHandler(console=console, show_path=False, level=logging.INFO)
+    handler = console_handler(console)
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task(run_id, total=None)

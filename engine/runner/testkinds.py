@@ -18,17 +18,21 @@ from engine.fsutil import atomic_write_json
 from engine.runner.kinds import RunContext, Validator, register_kind
 
 
-def _typed(**types: Callable[[Any], Any]) -> Validator:
-    """A validator that converts the given keys (when present) to their types, refusing what does not convert."""
+def _typed(**types: Callable[[Any], Any] | tuple[Callable[[Any], Any], float]) -> Validator:
+    """A validator that converts the given keys (when present) to their types, refusing what does not convert
+    and, for ``(type, minimum)``, what falls below the minimum (a negative count or duration)."""
 
     def check(config: dict[str, Any]) -> dict[str, Any]:
         out = dict(config)
-        for key, typ in types.items():
+        for key, spec in types.items():
+            typ, low = spec if isinstance(spec, tuple) else (spec, None)
             if key in out:
                 try:
                     out[key] = typ(out[key])
                 except (TypeError, ValueError):
                     raise InputError(f"config key {key!r}: expected {typ.__name__}, got {out[key]!r}") from None
+                if low is not None and not out[key] >= low:
+                    raise InputError(f"config key {key!r}: must be at least {low:g}, got {config[key]!r}")
         return out
 
     return check
@@ -44,7 +48,7 @@ def _pause(ctx: RunContext, seconds: float) -> bool:
     return ctx.stop_requested()
 
 
-@register_kind("sleep", validate=_typed(seconds=float, ignore_stop=bool))
+@register_kind("sleep", validate=_typed(seconds=(float, 0), ignore_stop=bool))
 def sleep_kind(ctx: RunContext) -> None:
     seconds = float(ctx.config.get("seconds", 1.0))
     ctx.progress(0, 1, "sleeping")
@@ -55,7 +59,7 @@ def sleep_kind(ctx: RunContext) -> None:
     ctx.progress(1, 1, "slept")
 
 
-@register_kind("count", validate=_typed(n=int, interval=float, checkpoint_every=int))
+@register_kind("count", validate=_typed(n=(int, 0), interval=(float, 0), checkpoint_every=(int, 1)))
 def count_kind(ctx: RunContext) -> None:
     n = int(ctx.config.get("n", 100))
     interval = float(ctx.config.get("interval", 0.01))
@@ -76,7 +80,7 @@ def count_kind(ctx: RunContext) -> None:
     atomic_write_json(ctx.run_dir / "result.json", {"n": n, "resumed_from": start})
 
 
-@register_kind("fail", validate=_typed(steps=int, message=str))
+@register_kind("fail", validate=_typed(steps=(int, 0), message=str))
 def fail_kind(ctx: RunContext) -> None:
     for step in range(int(ctx.config.get("steps", 0))):
         ctx.metric("step", float(step), step)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import store as st
+from engine.errors import InputError
 from engine.runner.kinds import get_kind
 
 # Tunables (env, so tests and the engine can tighten them without new flags).
@@ -182,7 +183,8 @@ def execute(store: st.Store, run_id: str, *, device: str, console: logging.Handl
             previous[sig] = signal.signal(sig, on_signal)
     beat = _Heartbeat(ctx)
     beat.start()
-    log.info("run %s (kind %s, attempt %d) on %s, pid %d", run.id, run.kind, run.attempt, device, os.getpid())
+    log.info("run %s (kind %s, attempt %d, resume %d) on %s, pid %d", run.id, run.kind, run.attempt, run.resumes,
+             device, os.getpid())
     status, reason = st.FAILED, None
     try:
         fn = get_kind(run.kind)
@@ -196,6 +198,9 @@ def execute(store: st.Store, run_id: str, *, device: str, console: logging.Handl
     except KeyboardInterrupt:
         status, reason = st.INTERRUPTED, "interrupted (Ctrl-C)"
         log.info("interrupted")
+    except InputError as exc:  # bad input only found while running (a truncated image): its one line, no traceback
+        status, reason = st.FAILED, " ".join(str(exc).split())
+        log.error("run failed: %s", reason)
     except BaseException as exc:  # the run failed; the worker itself must record it
         status = st.FAILED
         reason = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1][:500]
@@ -235,8 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m engine.runner.worker WORKSPACE RUN_ID", file=sys.stderr)
         return 2
     _die_with_parent()
-    with st.Store(Path(args[0])) as store:
-        status = execute(store, args[1], device=os.environ.get(DEVICE_ENV, "cpu"))
+    try:
+        with st.Store(Path(args[0])) as store:
+            status = execute(store, args[1], device=os.environ.get(DEVICE_ENV, "cpu"))
+    except InputError as exc:  # e.g. a store found damaged: one line in the run's log, the engine records the exit
+        print(f"worker: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     return 0 if status == st.SUCCEEDED else 1
 
 

@@ -24,10 +24,11 @@ from engine.store.core import (
     Run,
     Store,
     config_hash,
+    config_paths,
     open_store,
     resolve_workspace,
 )
 
 __all__ = ["ACTIVE", "BAD_ENDS", "BLOCKED", "CANCELLED", "DB_NAME", "DEPENDENCY_FAILED", "FAILED", "INTERRUPTED",
            "PAUSED", "QUEUED", "RETRYABLE", "RUNNING", "STATES", "SUCCEEDED", "TERMINAL", "WORKSPACE_ENV",
-           "NewRun", "Run", "Store", "config_hash", "open_store", "resolve_workspace"]
+           "NewRun", "Run", "Store", "config_hash", "config_paths", "open_store", "resolve_workspace"]

@@ -8,23 +8,27 @@ without the database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InputError
-from engine.store import ids
-from engine.store.provenance import provenance
+from engine import procs
+from engine.errors import DamagedStore, InputError
+from engine.store import ids, owners
+from engine.store.provenance import git_commit, provenance
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -45,7 +49,14 @@ ACTIVE = (RUNNING, PAUSED)
 
 _COLUMNS = ("seq, id, kind, label, experiment, config, config_hash, seed, status, priority, slot, created, "
             "started, ended, pid, engine_pid, foreground_pid, host, heartbeat, attempt, exit_reason, progress, "
-            "cancel_requested")
+            "cancel_requested, resumes, foreground_started, git_commit")
+# Small tables checked before a process first writes (``PRAGMA quick_check(table)``): a damaged store is refused
+# before anything is written to it. ``metrics`` can hold millions of rows, so damage there shows when it is read.
+_CHECKED_TABLES = ("runs", "deps", "events", "experiments", "settings")
+# SQLite result codes (low byte of ``sqlite_errorcode``) that mean the file itself is damaged or no database.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+# ... and those that mean the store cannot be used right now (busy, full disk, I/O, permissions): one line too.
+_SQLITE_UNAVAILABLE = {3, 5, 6, 8, 10, 13, 14, 22}
 
 
 def resolve_workspace(workspace: Path | str | None = None) -> Path:
@@ -92,6 +103,9 @@ class Run:
     exit_reason: str | None
     progress: dict[str, Any] | None
     cancel_requested: bool
+    resumes: int = 0  # re-queued after its process died or was stopped without the user asking (not attempts)
+    foreground_started: float | None = None  # start time of foreground_pid's process (pid reuse guard)
+    git_commit: str | None = None  # the checkout that created / last started the run
     parents: tuple[str, ...] = field(default=())
 
     @classmethod
@@ -124,19 +138,29 @@ class NewRun:
 
 class Store:
     """Access to one workspace's runs, dependencies, metrics and events. One connection per instance:
-    create one Store per thread/process (they are cheap)."""
+    create one Store per thread/process (they are cheap).
 
-    def __init__(self, workspace: Path, *, readonly: bool = False) -> None:
+    ``create=False`` opens only an existing store (read commands never create a workspace); ``readonly`` is for
+    pure readers (on read-only media the store is read from an immutable view or a private copy).
+    A damaged database raises ``DamagedStore`` (one line saying how to recover it) and is never written to."""
+
+    def __init__(self, workspace: Path, *, readonly: bool = False, create: bool = True) -> None:
         self.workspace = workspace
         self.db_path = workspace / DB_NAME
         self.readonly = readonly
-        self._conn = self._connect()
+        self._private: Path | None = None  # a private copy of a read-only store with an unmerged WAL
+        self._checked = False  # integrity of the small tables verified before this connection's first write
+        self._damage: DamagedStore | None = None  # once seen, every later write is refused with it
+        self._conn = self._connect(create)
 
     # ---------------------------------------------------------------- connection and schema
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, create: bool) -> sqlite3.Connection:
         ws = self.workspace
         if ws.exists() and not ws.is_dir():
             raise InputError(f"workspace {ws} is not a directory")
+        if not create and not self.db_path.is_file():
+            raise InputError(f"no workspace at {ws}: {DB_NAME} does not exist there (check --workspace or "
+                             f"${WORKSPACE_ENV}; running something creates it)")
         writable = os.access(ws, os.W_OK) if ws.exists() else _creatable(ws)
         if not writable:
             if not self.readonly:
@@ -144,36 +168,86 @@ class Store:
                                  "(use --workspace with a writable folder)")
             if not self.db_path.is_file():
                 raise InputError(f"workspace {ws} has no run store ({DB_NAME}) and is read-only")
-            # Read-only media: no locking, no WAL index needed (nothing else can write there either).
-            conn = sqlite3.connect(f"file:{self.db_path}?immutable=1", uri=True, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            self._check_version(conn)
-            return conn
+            return self._connect_read_only()
         try:
             ws.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            # mode=rw never creates the file: a reader's race with a deleted store stays an error, not a new store
+            uri = f"file:{self.db_path}" + ("" if create else "?mode=rw")
+            conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
             self._check_version(conn)
+            if not self.readonly:
+                self._check_integrity(conn)
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, no fsync per commit
             self._migrate(conn)
         except sqlite3.DatabaseError as exc:
-            raise InputError(f"run store {self.db_path}: {exc}") from None
+            raise self._db_error(exc) from None
         except OSError as exc:  # not writable, or a file where a folder of the path should be
             raise InputError(f"workspace {ws}: {exc.strerror}") from None
         return conn
 
-    def _check_version(self, conn: sqlite3.Connection) -> None:
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """Read-only media: nothing else can write there, so no locks are needed. ``immutable=1`` would ignore
+        an unmerged ``-wal`` (a store copied off a workstation mid-run) and miss its last writes: then the
+        database and its WAL are copied to a private temporary folder and opened there, where SQLite replays it."""
+        wal = self.db_path.with_name(DB_NAME + "-wal")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if wal.is_file() and wal.stat().st_size > 0:
+                self._private = Path(tempfile.mkdtemp(prefix="ganaug-ro-"))
+                shutil.copyfile(self.db_path, self._private / DB_NAME)
+                shutil.copyfile(wal, self._private / wal.name)
+                conn = sqlite3.connect(self._private / DB_NAME, isolation_level=None, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(f"file:{self.db_path}?immutable=1", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            self._check_version(conn)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # replays the WAL copy now
         except sqlite3.DatabaseError as exc:
-            raise InputError(f"run store {self.db_path}: {exc}") from None
+            self._drop_private()
+            raise self._db_error(exc) from None
+        except OSError as exc:
+            self._drop_private()
+            raise InputError(f"run store {self.db_path}: cannot read it ({exc.strerror})") from None
+        return conn
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise InputError(f"run store {self.db_path} has schema version {version}, newer than this ganaug "
                              f"understands ({SCHEMA_VERSION}); upgrade ganaug")
+
+    def _check_integrity(self, conn: sqlite3.Connection) -> None:
+        """Refuse to write to a damaged store: ``quick_check`` of the small tables (milliseconds), once."""
+        if self._checked:
+            return
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table in _CHECKED_TABLES:
+            if table in present:
+                problems = [r[0] for r in conn.execute(f"PRAGMA quick_check({table})").fetchall()]
+                if problems != ["ok"]:
+                    raise self._damaged(f"table {table}: {problems[0]}")
+        self._checked = True
+
+    def _damaged(self, what: str) -> DamagedStore:
+        db = self.db_path
+        self._damage = DamagedStore(
+            f"run store {db} is damaged ({what}); ganaug will not write to it. Stop the engine, then recover it: "
+            f"sqlite3 {db} .recover | sqlite3 {db.with_name('recovered.db')} and put recovered.db in its place "
+            f"(moving {DB_NAME}, {DB_NAME}-wal and {DB_NAME}-shm aside)")
+        return self._damage
+
+    def _db_error(self, exc: sqlite3.DatabaseError) -> Exception:
+        """A damaged file or an unusable store as one InputError line; anything else (a bug) as it is."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in str(exc):
+            return self._damaged(str(exc))
+        if code in _SQLITE_UNAVAILABLE:
+            return InputError(f"run store {self.db_path}: {exc}")
+        return exc
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -188,11 +262,18 @@ class Store:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
+
+    def _drop_private(self) -> None:
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
 
     def close(self) -> None:
         self._conn.close()
+        self._drop_private()
 
     def __enter__(self) -> Store:
         return self
@@ -200,27 +281,43 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def writable(self) -> bool:
+        """Whether this store can be written (false on read-only media and for a private read-only copy)."""
+        return self._private is None and os.access(self.workspace, os.W_OK)
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction (taken up front, so two writers never deadlock on upgrade)."""
-        if self.readonly and not os.access(self.workspace, os.W_OK):
+        if not self.writable:
             raise InputError(f"workspace {self.workspace} is read-only")
-        self._conn.execute("BEGIN IMMEDIATE")
+        if self._damage is not None:
+            raise self._damage
         try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._check_integrity(self._conn)
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # SQLite may have rolled back already (e.g. on a damaged page)
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc) from None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A consistent read snapshot (one short transaction; never blocks writers under WAL)."""
-        self._conn.execute("BEGIN")
         try:
-            yield self._conn
-        finally:
-            self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc) from None
 
     # ---------------------------------------------------------------- paths
     def run_dir(self, run_id: str) -> Path:
@@ -240,6 +337,8 @@ class Store:
         specs = list(specs)
         now = time.time()
         prov = provenance()
+        commit = git_commit()
+        fg_started = procs.started(foreground_pid) if foreground_pid is not None else None
         created: list[tuple[str, NewRun, str]] = []
         with self._tx() as conn:
             next_suffix: dict[str, int] = {}
@@ -265,9 +364,9 @@ class Store:
                 cfg = json.dumps(spec.config, sort_keys=True, default=str)
                 conn.execute(
                     "INSERT INTO runs(id, kind, label, experiment, config, config_hash, seed, status, priority,"
-                    " created, foreground_pid) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " created, foreground_pid, foreground_started, git_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (run_id, spec.kind, spec.label, spec.experiment, cfg, config_hash(spec.config),
-                     seed, status, int(spec.priority), now, foreground_pid))
+                     seed, status, int(spec.priority), now, foreground_pid, fg_started, commit))
                 conn.executemany("INSERT INTO deps(child, parent) VALUES (?, ?)", [(run_id, p) for p in parents])
                 conn.execute("INSERT INTO events(run_id, time, kind, message) VALUES (?,?,?,?)",
                              (run_id, now, "created", status))
@@ -341,6 +440,13 @@ class Store:
             for child, parent in conn.execute(dep_sql, args):
                 parents.setdefault(child, []).append(parent)
         return [Run.from_row(r, parents.get(r["id"], ())) for r in rows]
+
+    def runs_referencing(self, path: Path) -> list[str]:
+        """Ids of the runs whose config names ``path`` or something inside it (any string value of the config,
+        at any depth): the runs that use, or may use again (a retry), the data there."""
+        target = os.path.realpath(path)
+        return [r.id for r in self.list_runs() if any(
+            p == target or p.startswith(target + os.sep) for p in config_paths(r.config))]
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status."""
@@ -427,12 +533,15 @@ class Store:
               foreground_pid: int | None = None) -> bool:
         """queued -> running for this slot; False if someone else changed it first."""
         now = time.time()
+        fg_started = procs.started(foreground_pid) if foreground_pid is not None else None
+        commit = git_commit()  # the checkout the run starts from, read now (the engine may be older)
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE runs SET status = ?, slot = ?, engine_pid = ?, pid = ?, foreground_pid = ?, host = ?,"
-                " started = ?, ended = NULL, heartbeat = ?, exit_reason = NULL, progress = NULL"
-                " WHERE id = ? AND status = ?",
-                (RUNNING, slot, engine_pid, pid, foreground_pid, provenance()["host"], now, now, run_id, QUEUED))
+                "UPDATE runs SET status = ?, slot = ?, engine_pid = ?, pid = ?, foreground_pid = ?,"
+                " foreground_started = ?, host = ?, started = ?, ended = NULL, heartbeat = ?, exit_reason = NULL,"
+                " progress = NULL, git_commit = ? WHERE id = ? AND status = ?",
+                (RUNNING, slot, engine_pid, pid, foreground_pid, fg_started, provenance()["host"], now, now, commit,
+                 run_id, QUEUED))
             if cur.rowcount != 1:
                 return False
             self._event(conn, run_id, "started", f"slot {slot}")
@@ -472,11 +581,14 @@ class Store:
         assert status in (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED, DEPENDENCY_FAILED), status
         touched: list[str] = []
         with self._tx() as conn:
-            row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = conn.execute("SELECT status, cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None or (only_from and row[0] not in only_from):
                 return False
+            if status == INTERRUPTED and row[1]:  # a requested cancel always wins over a later resume
+                status, reason = CANCELLED, f"cancelled by user ({reason})" if reason else "cancelled by user"
             conn.execute("UPDATE runs SET status = ?, ended = ?, exit_reason = ?, foreground_pid = NULL,"
-                         " cancel_requested = 0 WHERE id = ?", (status, time.time(), reason, run_id))
+                         " foreground_started = NULL, cancel_requested = 0 WHERE id = ?",
+                         (status, time.time(), reason, run_id))
             self._event(conn, run_id, status, reason or "")
             touched = [run_id, *self._settle_children(conn, run_id, status)]
         self._write_run_json(touched)
@@ -504,46 +616,121 @@ class Store:
                         frontier.append(child)
         return changed
 
+    # ---------------------------------------------------------------- dead owners
+    def reap_dead_owners(self, *, engine_pid: int | None = None, mine: Collection[str] = ()) -> list[str]:
+        """Settle the runs whose owner is gone (see ``engine.store.owners``); returns their ids.
+
+        A running run ends interrupted (resumable), or cancelled when a cancel was requested; a run the user
+        paused stays paused (held: resuming it queues it, and it resumes from its checkpoint); a run a dead
+        foreground ``ganaug run`` reserved while it waited ends interrupted. A worker left by a dead engine is
+        killed. Every store command calls this, so no run stays ``running`` for a dead owner without an engine.
+        ``engine_pid``/``mine``: the calling engine and its live children's runs."""
+        if not self.writable:
+            return []
+        live = owners.engine_info(self.workspace)
+        found = []
+        for run in [*self.list_runs(status=ACTIVE), *self.foreground_waiting()]:
+            if run.id in mine or (reason := owners.owner_gone(run, live, engine_pid)) is None:
+                continue
+            if run.engine_pid is not None and run.pid is not None and owners.worker_alive(run):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(run.pid, signal.SIGKILL)
+            if self._orphaned(run, reason):
+                found.append(run.id)
+        return found
+
+    def _orphaned(self, run: Run, reason: str) -> bool:
+        if run.status == PAUSED and not run.cancel_requested:
+            with self._tx() as conn:
+                cur = conn.execute(
+                    "UPDATE runs SET pid = NULL, engine_pid = NULL, foreground_pid = NULL, foreground_started = NULL,"
+                    " slot = NULL, progress = NULL, resumes = resumes + 1, exit_reason = ?"
+                    " WHERE id = ? AND status = ? AND pid IS ?", (f"{reason} while paused", run.id, PAUSED, run.pid))
+                if cur.rowcount != 1:
+                    return False
+                self._event(conn, run.id, PAUSED, f"{reason}; stays paused until resumed")
+            self._write_run_json([run.id])
+            return True
+        was = ACTIVE if run.status in ACTIVE else (QUEUED, BLOCKED)
+        return self.finish(run.id, INTERRUPTED, reason, only_from=was)
+
     # ---------------------------------------------------------------- user commands
+    # Multi-id commands resolve every id and check every run before they change anything: one bad id, one line,
+    # nothing done.
+    def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """The runs named (ids or unambiguous parts of ids), each once; one InputError naming every bad id."""
+        resolved, errors = [], []
+        with self._read() as conn:
+            for rid in run_ids:
+                try:
+                    resolved.append(self._resolve(conn, rid))
+                except InputError as exc:
+                    errors.append(str(exc))
+        if errors:
+            raise InputError("; ".join(errors))
+        return [self.get_run(r) for r in dict.fromkeys(resolved)]
+
     def request_cancel(self, run_id: str) -> str:
+        """Cancel one run (see ``cancel_runs``); its status afterwards."""
+        return self.cancel_runs([run_id])[0][1]
+
+    def cancel_runs(self, run_ids: Sequence[str]) -> list[tuple[Run, str]]:
         """Cancel: a waiting run ends now; a running one is flagged (its worker stops gracefully).
-        Returns the run's status afterwards."""
-        run = self.get_run(run_id)
-        if run.status in (QUEUED, BLOCKED, INTERRUPTED) or (run.status == PAUSED and run.pid is None):
-            self.finish(run.id, CANCELLED, "cancelled by user")
-            return CANCELLED
-        if run.status in ACTIVE:
+        Returns each run as it was before, with its status afterwards."""
+        runs = self.get_runs(run_ids)
+        for run in runs:
+            if run.status not in (QUEUED, BLOCKED, INTERRUPTED, *ACTIVE):
+                raise InputError(f"run {run.id} is {run.status}: nothing to cancel")
+        out = []
+        for run in runs:
+            if run.status in (QUEUED, BLOCKED, INTERRUPTED) or (run.status == PAUSED and run.pid is None):
+                self.finish(run.id, CANCELLED, "cancelled by user")
+                out.append((run, CANCELLED))
+                continue
             with self._tx() as conn:
                 conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run.id,))
                 self._event(conn, run.id, "cancel-requested", "")
-            return run.status
-        raise InputError(f"run {run.id} is {run.status}: nothing to cancel")
+            out.append((run, run.status))
+        return out
 
-    def retry(self, run_id: str, *, restart: bool = False) -> str:
-        """failed/cancelled/interrupted/dependency-failed -> queued (or blocked), attempt + 1; its
-        dependency-failed descendants wait again. ``restart`` drops the checkpoints first."""
-        run = self.get_run(run_id)
-        if run.status not in RETRYABLE:
-            raise InputError(f"run {run.id} is {run.status}; only {', '.join(RETRYABLE)} runs can be retried")
-        if restart:
-            shutil.rmtree(self.run_dir(run.id) / "checkpoints", ignore_errors=True)
-            (self.run_dir(run.id) / "checkpoints").mkdir(parents=True, exist_ok=True)
-        with self._tx() as conn:
-            status = self._status_from_parents(conn, run.parents)
-            if status == DEPENDENCY_FAILED:
+    def retry(self, run_id: str, *, restart: bool = False, resume: bool = False) -> str:
+        """Re-queue one run (see ``retry_runs``); its new status."""
+        return self.retry_runs([run_id], restart=restart, resume=resume)[0][1]
+
+    def retry_runs(self, run_ids: Sequence[str], *, restart: bool = False,
+                   resume: bool = False) -> list[tuple[Run, str]]:
+        """failed/cancelled/interrupted/dependency-failed -> queued (or blocked); their dependency-failed
+        descendants wait again. ``restart`` drops the checkpoints first. A retry the user asks for is a new
+        attempt (``attempt`` + 1); ``resume`` (the engine re-queueing what a crash or stop interrupted) counts
+        in ``resumes`` instead."""
+        runs = self.get_runs(run_ids)
+        with self._read() as conn:
+            for run in runs:
+                if run.status not in RETRYABLE:
+                    raise InputError(f"run {run.id} is {run.status}; only {', '.join(RETRYABLE)} runs can be retried")
                 bad = [p for p in run.parents if conn.execute(
                     "SELECT status FROM runs WHERE id = ?", (p,)).fetchone()[0] in BAD_ENDS]
-                raise InputError(f"run {run.id} depends on {', '.join(bad)} which ended badly; retry that first")
-            self._requeue(conn, run.id, status)
-            touched = [run.id, *self._reblock_descendants(conn, run.id)]
-        self._write_run_json(touched)
-        return status
+                if bad:
+                    raise InputError(f"run {run.id} depends on {', '.join(bad)} which ended badly; retry that first")
+        out = []
+        for run in runs:
+            if restart:
+                shutil.rmtree(self.run_dir(run.id) / "checkpoints", ignore_errors=True)
+                (self.run_dir(run.id) / "checkpoints").mkdir(parents=True, exist_ok=True)
+            with self._tx() as conn:
+                status = self._status_from_parents(conn, run.parents)
+                self._requeue(conn, run.id, status, resume=resume)
+                touched = [run.id, *self._reblock_descendants(conn, run.id)]
+            self._write_run_json(touched)
+            out.append((run, status))
+        return out
 
-    def _requeue(self, conn: sqlite3.Connection, run_id: str, status: str) -> None:
-        conn.execute("UPDATE runs SET status = ?, attempt = attempt + 1, started = NULL, ended = NULL,"
-                     " pid = NULL, engine_pid = NULL, foreground_pid = NULL, slot = NULL, exit_reason = NULL,"
-                     " progress = NULL, cancel_requested = 0 WHERE id = ?", (status, run_id))
-        self._event(conn, run_id, status, "retry")
+    def _requeue(self, conn: sqlite3.Connection, run_id: str, status: str, *, resume: bool) -> None:
+        counter = "resumes = resumes + 1" if resume else "attempt = attempt + 1"
+        conn.execute(f"UPDATE runs SET status = ?, {counter}, started = NULL, ended = NULL, pid = NULL,"
+                     " engine_pid = NULL, foreground_pid = NULL, foreground_started = NULL, slot = NULL,"
+                     " exit_reason = NULL, progress = NULL, cancel_requested = 0 WHERE id = ?", (status, run_id))
+        self._event(conn, run_id, status, "resume" if resume else "retry")
 
     def _reblock_descendants(self, conn: sqlite3.Connection, run_id: str) -> list[str]:
         changed, frontier = [], [run_id]
@@ -566,31 +753,40 @@ class Store:
         self._write_run_json([rid])
 
     def set_paused(self, run_id: str, paused: bool) -> str:
-        """Hold a waiting run (paused) or let it go again; for running runs the caller stops the process."""
-        run = self.get_run(run_id)
-        with self._tx() as conn:
-            if paused:
-                if run.status not in (QUEUED, BLOCKED, RUNNING):
-                    raise InputError(f"run {run.id} is {run.status}: cannot pause it")
-                new = PAUSED
-            else:
-                if run.status != PAUSED:
-                    raise InputError(f"run {run.id} is {run.status}, not paused")
-                new = RUNNING if run.pid is not None and run.started is not None and run.ended is None else \
-                    self._status_from_parents(conn, run.parents)
-            conn.execute("UPDATE runs SET status = ? WHERE id = ?", (new, run.id))
-            self._event(conn, run.id, new, "")
-            touched = [run.id]
-            if new == DEPENDENCY_FAILED:  # a parent ended badly while it was held: it ends, and so do its waiters
-                conn.execute("UPDATE runs SET ended = ?, exit_reason = ? WHERE id = ?",
-                             (time.time(), "a parent ended badly while it was paused", run.id))
-                touched += self._settle_children(conn, run.id, new)
-        self._write_run_json(touched)
-        return new
+        """Pause or release one run (see ``pause_runs``); its new status."""
+        return self.pause_runs([run_id], paused)[0][1]
+
+    def pause_runs(self, run_ids: Sequence[str], paused: bool) -> list[tuple[Run, str]]:
+        """Hold waiting runs (paused) or let them go again; for running runs the caller stops or continues the
+        process. Returns each run as it was before, with its new status."""
+        runs = self.get_runs(run_ids)
+        for run in runs:
+            if paused and run.status not in (QUEUED, BLOCKED, RUNNING):
+                raise InputError(f"run {run.id} is {run.status}: cannot pause it")
+            if not paused and run.status != PAUSED:
+                raise InputError(f"run {run.id} is {run.status}, not paused")
+        out = []
+        for run in runs:
+            with self._tx() as conn:
+                if paused:
+                    new = PAUSED
+                else:
+                    new = RUNNING if run.pid is not None and run.started is not None and run.ended is None else \
+                        self._status_from_parents(conn, run.parents)
+                conn.execute("UPDATE runs SET status = ? WHERE id = ?", (new, run.id))
+                self._event(conn, run.id, new, "")
+                touched = [run.id]
+                if new == DEPENDENCY_FAILED:  # a parent ended badly while it was held: it ends, so do its waiters
+                    conn.execute("UPDATE runs SET ended = ?, exit_reason = ? WHERE id = ?",
+                                 (time.time(), "a parent ended badly while it was paused", run.id))
+                    touched += self._settle_children(conn, run.id, new)
+            self._write_run_json(touched)
+            out.append((run, new))
+        return out
 
     def remove(self, run_ids: Sequence[str]) -> list[str]:
         """Delete runs (rows, metrics, events, folder). Refuses active runs and runs whose dependents stay."""
-        runs = [self.get_run(r) for r in run_ids]
+        runs = self.get_runs(run_ids)
         doomed = {r.id for r in runs}
         with self._tx() as conn:
             for run in runs:
@@ -627,22 +823,40 @@ class Store:
             doc = {
                 "id": run.id, "kind": run.kind, "label": run.label, "experiment": run.experiment,
                 "config": run.config, "config_hash": run.config_hash, "seed": run.seed, "status": run.status,
-                "priority": run.priority, "attempt": run.attempt, "parents": list(run.parents),
+                "priority": run.priority, "attempt": run.attempt, "resumes": run.resumes,
+                "parents": list(run.parents),
                 "slot": run.slot, "exit_reason": run.exit_reason,
                 "created": _iso(run.created), "started": _iso(run.started), "ended": _iso(run.ended),
-                "host": run.host or prov["host"], "git_commit": prov["git_commit"], "packages": prov["packages"],
+                "host": run.host or prov["host"], "git_commit": run.git_commit, "packages": prov["packages"],
                 "schema_version": SCHEMA_VERSION,
             }
             _replace_text(self.run_dir(rid) / "run.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
+def config_paths(node: Any) -> Iterator[str]:
+    """Every string of a run config that looks like a filesystem path (contains a separator), absolute with
+    symbolic links resolved: what a run may read, whatever its kind."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from config_paths(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from config_paths(value)
+    elif isinstance(node, str) and os.sep in node:
+        yield os.path.realpath(node)
+
+
 def _seed(spec: NewRun) -> int:
-    """The run's seed (config key ``seed``, default 0): an integer, else one InputError line."""
+    """The run's seed (config key ``seed``, default 0): an integer >= 0 (numpy seeds take no negative
+    numbers), else one InputError line."""
     try:
-        return int(spec.config.get("seed", 0))
+        seed = int(spec.config.get("seed", 0))
     except (TypeError, ValueError):
-        raise InputError(f"config of a {spec.kind!r} run: key 'seed': expected an integer, "
-                         f"got {spec.config['seed']!r}") from None
+        seed = -1
+    if seed < 0:
+        raise InputError(f"config of a {spec.kind!r} run: key 'seed': expected an integer >= 0, "
+                         f"got {spec.config['seed']!r}")
+    return seed
 
 
 def _replace_text(path: Path, text: str) -> None:
@@ -674,8 +888,10 @@ def _creatable(path: Path) -> bool:
     return os.access(parent, os.W_OK)
 
 
-def open_store(workspace: Path | str | None = None, *, readonly: bool = False) -> Store:
-    """Open (creating and migrating if needed) the store of ``workspace`` (see ``resolve_workspace``).
+def open_store(workspace: Path | str | None = None, *, readonly: bool = False, create: bool = True) -> Store:
+    """Open the store of ``workspace`` (see ``resolve_workspace``), creating and migrating it if needed.
 
-    ``readonly`` is for pure readers: on a read-only medium the store is then opened immutable."""
-    return Store(resolve_workspace(workspace), readonly=readonly)
+    ``create=False`` (every command that only reads) opens an existing store only: a missing one is an
+    InputError "no workspace at ...", and nothing is created. ``readonly`` is for pure readers: on read-only
+    media the store is then read without locks (or from a private copy when it has an unmerged WAL)."""
+    return Store(resolve_workspace(workspace), readonly=readonly, create=create)

@@ -1,4 +1,5 @@
-"""What a run records about where it ran: package versions, git commit, host (cheap, cached per process)."""
+"""What a run records about where it ran: package versions and host (cached per process), git commit (read each
+time: the checkout can change under a long-lived engine)."""
 
 from __future__ import annotations
 
@@ -26,19 +27,30 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-@functools.cache
 def git_commit() -> str | None:
-    """The project's checked-out commit, read from ``.git`` directly (no subprocess), or None."""
-    git = Path(__file__).resolve().parents[2] / ".git"
+    """The project's checked-out commit now, read from ``.git`` directly (no subprocess), or None.
+
+    Not cached: a long-lived engine must record the checkout each run starts from, not the one it started with.
+    A ``.git`` file (a worktree) points to its own git dir; refs then live in the shared ``commondir``."""
+    root = Path(__file__).resolve().parents[2]
+    git = root / ".git"
     try:
+        if git.is_file():
+            pointer = git.read_text().strip()
+            if not pointer.startswith("gitdir: "):
+                return None
+            git = (root / pointer[len("gitdir: "):]).resolve()
+        common = git
+        if (git / "commondir").is_file():
+            common = (git / (git / "commondir").read_text().strip()).resolve()
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head or None
         ref = head[5:]
-        ref_file = git / ref
-        if ref_file.is_file():
-            return ref_file.read_text().strip() or None
-        for line in (git / "packed-refs").read_text().splitlines():
+        for base in (git, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip() or None
+        for line in (common / "packed-refs").read_text().splitlines():
             if line.endswith(" " + ref):
                 return line.split(" ", 1)[0]
     except OSError:

@@ -66,6 +66,16 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX events_run ON events(run_id, id)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    # 2: ownership that survives pid reuse, and attempts apart from crash-resumes
+    [
+        # Times the run was re-queued because its process died or was stopped without the user asking (engine
+        # crash or stop, a dead foreground `ganaug run`); `attempt` counts only what the user or a failure caused.
+        "ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0",
+        # Start time of foreground_pid's process: with the pid it names the owner even after the pid is reused.
+        "ALTER TABLE runs ADD COLUMN foreground_started REAL",
+        # The checkout that created the run, then the one that last started it (read at that moment).
+        "ALTER TABLE runs ADD COLUMN git_commit TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

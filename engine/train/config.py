@@ -37,7 +37,7 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     format: Literal["isic2019", "isic2020", "derm7pt-derm", "derm7pt-clinic", "dermofit", "csv"]
     root: str
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0)  # numpy seed sequences take no negative numbers
 
 
 class TestSetConfig(_Strict):
@@ -139,7 +139,7 @@ class ClassifyConfig(_Strict):
     optim: OptimConfig = OptimConfig()
     augment: AugmentConfig = AugmentConfig()
     tta: TTAConfig = TTAConfig()
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on CUDA (never on CPU)
     compile: bool = False  # torch.compile the model (CUDA; slow to start)
