@@ -6,6 +6,9 @@ import contextlib
 import functools
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,3 +61,45 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# A temporary folder is named after its owner (host, pid, start time in 1/100 s), so the next process can tell a
+# folder a killed writer left behind (its owner is gone: delete it) from one a live writer is still filling.
+_OWNED = re.compile(r"-(?P<host>[A-Za-z0-9.]+)-(?P<pid>\d+)-(?P<start>\d+)-[^-]*$")
+
+
+def owned_tempdir(parent: Path, prefix: str) -> Path:
+    """``mkdtemp`` in ``parent`` with this process's identity in the name (see ``remove_stale_tempdirs``); its mode
+    follows the umask (mkdtemp makes 0700)."""
+    from engine import procs
+
+    started = procs.started() or 0.0
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{_host_slug()}-{os.getpid()}-{round(started * 100)}-",
+                                 dir=parent))
+    path.chmod(0o777 & ~current_umask())
+    return path
+
+
+def remove_stale_tempdirs(parent: Path, prefix: str) -> list[Path]:
+    """Delete the ``owned_tempdir(parent, prefix)`` folders whose owner process is gone (killed mid-write);
+    folders of live owners, of other hosts and of unknown shape are left alone. Returns what was removed."""
+    from engine import procs
+
+    removed = []
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix + "-") and p.is_dir()]
+    except OSError:
+        return removed
+    for path in candidates:
+        m = _OWNED.search(path.name[len(prefix):])
+        if m is None or m["host"] != _host_slug():
+            continue
+        if procs.alive(int(m["pid"]), int(m["start"]) / 100):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _host_slug() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"

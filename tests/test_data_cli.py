@@ -49,6 +49,15 @@ def test_check_human_table_and_verify(tmp_path, monkeypatch, capsys, make_isic20
     assert "melanoma" in out and "dropped: carcinoma" in out and "files decoded without error" in out
 
 
+def test_check_table_lists_each_diagnosis_under_its_class(tmp_path, monkeypatch, capsys, make_isic2019):
+    root = make_isic2019(tmp_path / "isic", [*GOOD, ("ISIC_0000005", "MEL")])
+    code, out, _ = run(monkeypatch, capsys, "data", "check", "-f", "isic2019", "-r", root)
+    assert code == 0
+    rows = [line.split("│")[1].strip() if "│" in line else "" for line in out.splitlines()]
+    order = [r for r in rows if r in ("melanoma", "benign", "MEL", "NV", "BKL")]
+    assert order == ["melanoma", "MEL", "benign", "NV", "BKL"]
+
+
 def test_split_writes_csv_and_reports(tmp_path, monkeypatch, capsys, make_isic2019):
     rows = [(f"ISIC_{i:07d}", "MEL" if i % 5 == 0 else "NV") for i in range(40)]
     root = make_isic2019(tmp_path / "isic", rows, images=True)
@@ -63,11 +72,13 @@ def test_split_writes_csv_and_reports(tmp_path, monkeypatch, capsys, make_isic20
 def test_demo_passes_only_the_options_given(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def generate_demo(out: Path, **kwargs):
+    def generate_demo(out: Path, progress, **kwargs):
         calls.append((out, kwargs))
         return {"out": str(out), "sets": {"isic2019": 10}}
 
-    monkeypatch.setitem(sys.modules, "engine.data.demo_data", types.SimpleNamespace(generate_demo=generate_demo))
+    fake = types.SimpleNamespace(generate_demo=generate_demo, read_manifest=lambda out: None, VERSION=3,
+                                 DEMO_DEFAULTS={"seed": 0, "res": 64, "n_train": 1200})
+    monkeypatch.setitem(sys.modules, "engine.data.demo_data", fake)
     code, out, _ = run(monkeypatch, capsys, "data", "demo", "--out", tmp_path / "d", "--seed", "3", "--json")
     assert code == 0 and json.loads(out) == {"out": str(tmp_path / "d"), "sets": {"isic2019": 10}}
     code, _, _ = run(monkeypatch, capsys, "data", "demo", "-o", tmp_path / "e", "--res", "24", "--n-train", "50",

@@ -36,7 +36,9 @@ def check(
     ),
 ) -> None:
     """Read a data set through its adapter and report kept images per class and what was dropped and why."""
-    from engine.data import load_dataset, verify_images
+    from collections import Counter
+
+    from engine.data import BENIGN, MELANOMA, load_dataset, verify_images
 
     ds = load_dataset(fmt.value, root)
     decoded = verify_images(ds) if verify else 0
@@ -51,10 +53,10 @@ def check(
     table.add_column("")
     table.add_column("images", justify="right")
     table.add_row("kept", str(ds.n))
-    table.add_row("  melanoma", str(ds.n_melanoma))
-    table.add_row("  benign", str(ds.n_benign))
-    for diagnosis, count in summary["diagnoses"].items():
-        table.add_row(f"    {diagnosis}", str(count))
+    for label, name, count in ((MELANOMA, "melanoma", ds.n_melanoma), (BENIGN, "benign", ds.n_benign)):
+        table.add_row(f"  {name}", str(count))
+        for diagnosis, n in Counter(r.diagnosis for r in ds.records if r.label == label).most_common():
+            table.add_row(f"    {diagnosis}", str(n))
     for reason, count in summary["dropped"].items():
         table.add_row(f"dropped: {reason}", str(count))
     if verify:
@@ -106,11 +108,20 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a demo made with other parameters."),
     as_json: bool = _JSON,
 ) -> None:
-    """Generate the procedural lesion data sets (ISIC 2019, derm7pt and Dermofit layouts, Task 2 masks)."""
-    from engine.data.demo_data import generate_demo
+    """Generate the procedural lesion data sets (ISIC 2019, derm7pt and Dermofit layouts, Task 2 masks).
+    A demo with the same parameters already in --out is reused; one with other parameters is replaced only
+    with --overwrite."""
+    from engine.cli.progress import progress_reporter
+    from engine.data.demo_data import DEMO_DEFAULTS, VERSION, generate_demo, read_manifest
 
     given = {"seed": seed, "res": res, "n_train": n_train, "overwrite": overwrite or None}
-    manifest = generate_demo(out, **{k: v for k, v in given.items() if v is not None})
+    wanted = {k: DEMO_DEFAULTS[k] if given[k] is None else given[k] for k in DEMO_DEFAULTS} | {"version": VERSION}
+    old = read_manifest(out) if overwrite else None
+    if old is not None and any(old.get(k) != v for k, v in wanted.items()):
+        print(f"--overwrite: replacing the demo in {out} (seed={old.get('seed')}, res={old.get('res')}, "
+              f"n_train={old.get('n_train')})", file=sys.stderr)
+    with progress_reporter("rendering demo images") as progress:
+        manifest = generate_demo(out, **{k: v for k, v in given.items() if v is not None}, progress=progress)
     if as_json:
         _emit_json(manifest)
         return

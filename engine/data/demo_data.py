@@ -27,7 +27,6 @@ import io
 import math
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -52,7 +51,7 @@ from engine.data.lesions import (
 )
 from engine.data.records import MELANOMA
 from engine.errors import InputError
-from engine.fsutil import atomic_write_json, current_umask
+from engine.fsutil import atomic_write_json, owned_tempdir, remove_stale_tempdirs
 
 DEMO_DEFAULTS: dict[str, int] = {"seed": 0, "res": 64, "n_train": 1200}
 GENERATOR = "ganaug-demo"
@@ -194,18 +193,39 @@ def _write_job(root: Path, res: int, job: _Job) -> None:
         Image.fromarray(out.masks[name].astype(np.uint8) * 255).save(root / rel)
 
 
-def _write_jobs(root: Path, res: int, jobs: Sequence[_Job], workers: int) -> None:
+class _Tally:
+    """Photographs rendered so far out of those planned, reported to the caller's ``progress(done, total)``."""
+
+    def __init__(self, report: Callable[[int, int], None] | None) -> None:
+        self.report, self.done, self.total = report, 0, 0
+
+    def plan(self, n: int) -> None:
+        self.total += n
+        self._emit()
+
+    def step(self) -> None:
+        self.done += 1
+        self._emit()
+
+    def _emit(self) -> None:
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+
+def _write_jobs(root: Path, res: int, jobs: Sequence[_Job], workers: int, tally: _Tally) -> None:
     for job in jobs:  # folders first, so worker processes never race on mkdir of a shared parent
         for rel in (*job.images, *(p for _, p in job.masks)):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
     if workers <= 1 or len(jobs) < 2 * workers:
         for job in jobs:
             _write_job(root, res, job)
+            tally.step()
         return
     # spawn, not fork: the caller may hold torch threads; rendering depends only on the job, not the worker.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         chunk = max(1, len(jobs) // (workers * 8))
-        list(pool.map(_write_job, [root] * len(jobs), [res] * len(jobs), jobs, chunksize=chunk))
+        for _ in pool.map(_write_job, [root] * len(jobs), [res] * len(jobs), jobs, chunksize=chunk):
+            tally.step()
 
 
 # ------------------------------------------------------------------------------------------- sampling
@@ -459,9 +479,10 @@ def _derm7pt_cases(seed: int, n: int) -> list[_Case]:
     return cases
 
 
-def _derm7pt(seed: int, n: int, root: Path, res: int, workers: int) -> dict[str, dict[str, Any]]:
-    """derm7pt release_v0: render, then re-render until near-duplicates are exactly the planted ones."""
-    cases = _derm7pt_cases(seed, n)
+def _derm7pt(seed: int, cases: list[_Case], root: Path, res: int, workers: int,
+             tally: _Tally) -> dict[str, dict[str, Any]]:
+    """derm7pt release_v0 (``cases`` from ``_derm7pt_cases``): render, then re-render until near-duplicates are
+    exactly the planted ones."""
     rng = _rng(seed, 7, 2)
     folder_of = [DERM7PT_FOLDERS[int(rng.integers(len(DERM7PT_FOLDERS)))] for _ in cases]
     disk_folder = {f: f.lower() if rng.random() < 0.5 else f for f in DERM7PT_FOLDERS}
@@ -488,7 +509,9 @@ def _derm7pt(seed: int, n: int, root: Path, res: int, workers: int) -> dict[str,
     kept = [i for i, c in enumerate(cases) if _kept_in_derm7pt(c.diagnosis)]
     todo = [job(i, col) for i in range(len(cases)) for col in ("clinic", "derm")]
     for attempt in range(8):
-        _write_jobs(root, res, todo, workers)
+        if attempt:
+            tally.plan(len(todo))  # re-takes of photographs that came out too alike (the first take: _build)
+        _write_jobs(root, res, todo, workers, tally)
         todo = []
         for column in ("clinic", "derm"):
             files = [root / "derm7pt/release_v0/images" / paths[(i, column)][1] for i in kept]
@@ -617,7 +640,8 @@ def _dermofit(seed: int, n: int, root: Path) -> tuple[list[_Job], dict[str, Any]
 # ------------------------------------------------------------------------------------------ entry point
 
 
-def _read_manifest(out: Path) -> dict[str, Any] | None:
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest of a ganaug demo in ``out``, or None when there is none (or something else)."""
     import json
 
     try:
@@ -632,6 +656,16 @@ def default_workers() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def check_params(seed: int, res: int, n_train: int) -> None:
+    """Refuse demo parameters the generator cannot honour, before any work (one line naming the option)."""
+    if seed < 0:
+        raise InputError(f"demo --seed {seed}: must be >= 0")
+    if not RES_RANGE[0] <= res <= RES_RANGE[1]:
+        raise InputError(f"demo --res {res}: must be between {RES_RANGE[0]} and {RES_RANGE[1]} pixels")
+    if n_train < MIN_TRAIN:
+        raise InputError(f"demo --n-train {n_train}: must be at least {MIN_TRAIN} (every split needs both classes)")
+
+
 def generate_demo(
     out: Path | str,
     seed: int = DEMO_DEFAULTS["seed"],
@@ -640,6 +674,7 @@ def generate_demo(
     *,
     overwrite: bool = False,
     workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write the demo collection to ``out`` and return its manifest (also ``out/demo.json``).
 
@@ -648,7 +683,9 @@ def generate_demo(
     demo with other parameters is replaced only with ``overwrite=True``; anything else is refused.
     Sizes derive from ``n_train`` (ISIC 2019 images): isic2020 n/4, derm7pt and dermofit n/6 each
     (at least 40, at most their real sizes), ISIC 2018 Task 2 masks for ~n/6 training images. Images are
-    ``res`` pixels square (derm7pt clinical photographs 3/4 of that).
+    ``res`` pixels square (derm7pt clinical photographs 3/4 of that). ``progress(done, total)`` hears of every
+    photograph rendered. The tree is built in a hidden sibling named after this process; such folders left by
+    a killed render (their process is gone) are deleted first.
     """
     import multiprocessing
 
@@ -656,16 +693,13 @@ def generate_demo(
         # A script without an ``if __name__ == "__main__":`` guard re-runs itself in each spawned renderer.
         raise RuntimeError("generate_demo called from a worker process: guard the calling script's main code")
     out = Path(out).expanduser()
-    if not RES_RANGE[0] <= res <= RES_RANGE[1]:
-        raise InputError(f"demo --res {res}: must be between {RES_RANGE[0]} and {RES_RANGE[1]} pixels")
-    if n_train < MIN_TRAIN:
-        raise InputError(f"demo --n-train {n_train}: must be at least {MIN_TRAIN} (every split needs both classes)")
+    check_params(seed, res, n_train)
     params = {"seed": int(seed), "res": int(res), "n_train": int(n_train)}
     if out.exists():
         if not out.is_dir():
             raise InputError(f"{out}: exists and is not a folder")
         if any(out.iterdir()):
-            old = _read_manifest(out)
+            old = read_manifest(out)
             if old is None:
                 raise InputError(f"{out}: folder is not empty and holds no ganaug demo; pick another --out")
             if old.get("version") == VERSION and all(old.get(k) == v for k, v in params.items()):
@@ -679,15 +713,16 @@ def generate_demo(
     workers = workers or default_workers()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700: the demo is shared data
+        for kind in ("tmp", "old"):
+            remove_stale_tempdirs(out.parent, f".{out.name}.{kind}")
+        tmp = owned_tempdir(out.parent, f".{out.name}.tmp")
     except OSError as exc:
         raise InputError(f"{out}: cannot write the demo there ({exc.strerror})") from None
     try:
-        manifest = _build(tmp, seed, res, n_train, workers)
+        manifest = _build(tmp, seed, res, n_train, workers, _Tally(progress))
         atomic_write_json(tmp / MANIFEST, manifest)
         if out.exists() and any(out.iterdir()):
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            trash = owned_tempdir(out.parent, f".{out.name}.old")
             os.replace(out, trash / "demo")
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
@@ -706,14 +741,16 @@ def _scaled(n_train: int, real: Mapping[str, tuple[Any, ...]]) -> int:
     return min(sum(v[0] for v in real.values()), max(40, round(n_train / 6)))
 
 
-def _build(root: Path, seed: int, res: int, n_train: int, workers: int) -> dict[str, Any]:
+def _build(root: Path, seed: int, res: int, n_train: int, workers: int, tally: _Tally) -> dict[str, Any]:
     jobs, datasets = _isic2019(root, seed, n_train)
     more, datasets["isic2020"] = _isic2020(seed, max(40, round(n_train / 4)), root)
     jobs += more
     more, datasets["dermofit"] = _dermofit(seed, _scaled(n_train, DERMOFIT), root)
     jobs += more
-    _write_jobs(root, res, jobs, workers)
-    datasets.update(_derm7pt(seed, _scaled(n_train, DERM7PT), root, res, workers))
+    cases = _derm7pt_cases(seed, _scaled(n_train, DERM7PT))
+    tally.plan(len(jobs) + 2 * len(cases))  # derm7pt: a dermoscopic and a clinical photograph per case
+    _write_jobs(root, res, jobs, workers, tally)
+    datasets.update(_derm7pt(seed, cases, root, res, workers, tally))
     return {
         "generator": GENERATOR,
         "version": VERSION,
