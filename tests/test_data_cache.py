@@ -107,3 +107,55 @@ def test_jpeg_draft_decode_stays_close_to_a_full_decode(tmp_path, write_image):
     path = write_image(tmp_path / "big.jpg", seed=5, size=(400, 300))
     fast = decode_image(path, 32).astype(int)
     assert np.abs(fast - _direct(path, 32).astype(int)).mean() < 3
+
+
+def test_cache_gc_keeps_what_runs_reference_and_frees_the_rest(tmp_path, make_isic2019, monkeypatch, capsys):
+    import json
+    import sys
+
+    from engine import store as st
+    from engine.cli import main
+    from engine.data import load_dataset
+    from engine.data.cache import cache_root
+
+    ws = tmp_path / "ws"
+    kept = make_isic2019(tmp_path / "kept", [(f"ISIC_{i:07d}", "MEL" if i % 3 == 0 else "NV") for i in range(6)])
+    gone = make_isic2019(tmp_path / "gone", [(f"ISIC_{i:07d}", "MEL" if i % 3 == 0 else "NV") for i in range(6, 10)])
+    for i, path in enumerate(sorted((gone / "ISIC_2019_Training_Input").iterdir())):  # no bytes shared with kept
+        Image.fromarray(np.full((20, 20, 3), 7 * i, np.uint8)).save(path, format="JPEG")
+    paths = {name: [r.image for r in load_dataset("isic2019", root).records] for name, root in
+             (("kept", kept), ("gone", gone))}
+    cache = ImageCache(cache_root(ws))
+    for res in (16, 24):
+        for name in ("kept", "gone"):
+            cache.load(paths[name], res)  # one shard each
+            cache.load(paths[name][::-1], res)  # and an ordered copy in sets/
+    with st.open_store(ws) as s:
+        s.create_run("classify", {"data": {"format": "isic2019", "root": str(kept)}})
+
+    def gc(*args: str) -> tuple[int, dict]:
+        monkeypatch.setattr(sys, "argv", ["ganaug", "cache", "gc", "--json", "--workspace", str(ws), *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        return int(exc.value.code or 0), (json.loads(out) if out else {"err": err})
+
+    files_before = sorted(p.name for p in cache_root(ws).rglob("*"))
+    code, doc = gc("--dry-run")
+    assert code == 0 and sorted(p.name for p in cache_root(ws).rglob("*")) == files_before
+    assert [(r["res"], r["kept_shards"], r["kept_images"], r["kept_sets"], r["freed_shards"], r["freed_images"],
+             r["freed_sets"]) for r in doc["resolutions"]] == [(16, 1, 6, 1, 1, 4, 1), (24, 1, 6, 1, 1, 4, 1)]
+    assert doc["freed_bytes"] > 0 and doc["dry_run"] is True
+    code, doc = gc()
+    assert code == 0 and doc["freed_bytes"] > 0
+    fresh = ImageCache(cache_root(ws))
+    for res in (16, 24):
+        fresh.load(paths["kept"], res)
+        fresh.load(paths["kept"][::-1], res)
+    assert (fresh.stats.hits, fresh.stats.misses) == (24, 0)  # everything a run references is still there
+    fresh.load(paths["gone"], 16)
+    assert fresh.stats.misses == 4  # the rest was freed
+    with st.open_store(ws) as s:  # a running run may be writing to the cache: gc waits for it
+        s.claim(s.list_runs()[0].id, slot="cpu0", engine_pid=None)
+    code, doc = gc()
+    assert code == 2 and "running" in doc["err"] and doc["err"].count("\n") == 1

@@ -5,6 +5,7 @@ Layout under ``root`` (e.g. ``<workspace>/cache/images``), one folder per resolu
     res<R>/index.json          {"entries": {key: [shard, row]}, "files": {abs path: [size, mtime_ns, key]}}
     res<R>/shard-<uuid>.npy    uint8 (n, R, R, 3) RGB, immutable once renamed into place
     res<R>/sets/<digest>.npy   an ordered copy of the rows of one requested path list (see ``load``)
+    res<R>/sets/<digest>.keys  its content keys, one per line (what ``collect_garbage`` needs to judge it)
     res<R>/index.lock          flock'ed while the index is merged
 
 ``key`` is the BLAKE2b hash of the file's bytes, so copies of a data set share entries and a changed file
@@ -39,7 +40,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.errors import InputError
-from engine.fsutil import atomic_path, atomic_write_json
+from engine.fsutil import atomic_path, atomic_write_json, atomic_write_text
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -203,6 +204,7 @@ class ImageCache:
         digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=16).hexdigest()
         target = d / "sets" / f"{digest}.npy"
         if not target.is_file():
+            atomic_write_text(target.with_suffix(".keys"), "\n".join(keys) + "\n")
             with atomic_path(target) as tmp:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(where), res, res, 3))
                 for name in sorted(shards):
@@ -211,6 +213,108 @@ class ImageCache:
                 out.flush()
                 del out
         return self._map(target)
+
+
+def cache_root(workspace: Path) -> Path:
+    """The image cache of a workspace (shared by all its runs)."""
+    return workspace / "cache" / "images"
+
+
+@dataclass
+class Collected:
+    """What ``collect_garbage`` kept and freed in one resolution folder."""
+
+    res: int
+    kept_shards: int = 0
+    kept_images: int = 0
+    kept_sets: int = 0
+    kept_bytes: int = 0
+    freed_shards: int = 0
+    freed_images: int = 0
+    freed_sets: int = 0
+    freed_files: int = 0  # unindexed shards and temporaries of killed writers, older than STALE_S
+    freed_bytes: int = 0
+
+
+STALE_S = 3600.0  # a shard or temporary file not indexed for this long was left by a writer that died
+
+
+def collect_garbage(root: Path, keep: Callable[[str], bool], *, dry_run: bool = False) -> list[Collected]:
+    """Free what no kept file needs, in every ``res<R>`` folder under ``root``: ``keep(path)`` says which cached
+    source files (the index's ``files``) are still referenced; their content keys are kept at every resolution.
+
+    Kept: every shard holding a kept key (whole: rows are not compacted), every ``sets/`` copy whose keys are all
+    kept. Freed: shards without a kept row, their index entries and hash memos, sets with an unkept key or
+    without their ``.keys`` list (older copies: rebuilt on the next load), and shards or temporary files that no
+    index names and that are older than ``STALE_S``. The index is rewritten under its lock."""
+    out = []
+    for d in sorted(root.glob("res*"), key=lambda p: p.name):
+        if not (d.is_dir() and d.name[3:].isdigit()):
+            continue
+        with _locked(d):
+            out.append(_collect(d, keep, dry_run))
+    return out
+
+
+def _collect(d: Path, keep: Callable[[str], bool], dry_run: bool) -> Collected:
+    import time
+
+    index = _read_index(d)
+    entries: dict[str, list[Any]] = index["entries"]
+    files: dict[str, list[Any]] = index["files"]
+    kept_keys = {memo[2] for path, memo in files.items() if keep(path)}
+    shards = _shard_names(d)
+    kept_shards = {entries[k][0] for k in kept_keys if k in entries and entries[k][0] in shards}
+    report = Collected(res=int(d.name[3:]))
+    doomed: list[Path] = []
+    now = time.time()
+    for name in sorted(shards):
+        path = d / name
+        size = path.stat().st_size
+        rows = sum(1 for v in entries.values() if v[0] == name)
+        if name in kept_shards:
+            report.kept_shards += 1
+            report.kept_images += rows
+            report.kept_bytes += size
+        elif rows or now - path.stat().st_mtime > STALE_S:  # unindexed and young: a writer may index it now
+            if rows:
+                report.freed_shards += 1
+                report.freed_images += rows
+            else:
+                report.freed_files += 1
+            report.freed_bytes += size
+            doomed.append(path)
+    for keys_file in sorted((d / "sets").glob("*.keys")) if (d / "sets").is_dir() else []:
+        npy = keys_file.with_suffix(".npy")
+        needed = set(keys_file.read_text().split())
+        if npy.is_file() and needed <= kept_keys and all(entries.get(k, [None])[0] in kept_shards for k in needed):
+            report.kept_sets += 1
+            report.kept_bytes += npy.stat().st_size
+            continue
+        doomed.append(keys_file)
+        if npy.is_file():
+            report.freed_sets += 1
+            report.freed_bytes += npy.stat().st_size
+            doomed.append(npy)
+    for npy in sorted((d / "sets").glob("*.npy")) if (d / "sets").is_dir() else []:
+        if not npy.with_suffix(".keys").is_file():  # a copy made before key lists existed
+            report.freed_sets += 1
+            report.freed_bytes += npy.stat().st_size
+            doomed.append(npy)
+    for tmp in [*d.glob(".*.tmp*"), *(d / "sets").glob(".*.tmp*")]:
+        if tmp.is_file() and now - tmp.stat().st_mtime > STALE_S:
+            report.freed_files += 1
+            report.freed_bytes += tmp.stat().st_size
+            doomed.append(tmp)
+    if dry_run:
+        return report
+    gone = {p.name for p in doomed}
+    index["entries"] = {k: v for k, v in entries.items() if v[0] in shards and v[0] not in gone}
+    index["files"] = {p: m for p, m in files.items() if m[2] in index["entries"]}
+    atomic_write_json(d / "index.json", index)  # first: the index never names a deleted shard
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return report
 
 
 def _shard_names(d: Path) -> set[str]:
