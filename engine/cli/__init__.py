@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from engine.cli import cache as _cache
 from engine.cli import data as _data
 from engine.cli import runs as _runs
 from engine.cli import train as _train
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(_data.app, name="data")
+app.add_typer(_cache.app, name="cache")
 _runs.install(app)
 _train.install(app)
 
@@ -33,32 +35,57 @@ _train.install(app)
 @app.command()
 def demo(
     workspace: Workspace = None,
-    data: Path = typer.Option(None, "--data", help="Demo data folder (default: <workspace>/demo-data); "
-                                                      "a demo already there is used as it is."),
+    data: Path = typer.Option(None, "--data", help="Demo data folder (default: <workspace>/demo-data for the "
+                                                      "default parameters, <workspace>/demo-data-seed<S>-res<R>-"
+                                                      "n<N> otherwise); a demo already there is used as it is."),
     seed: int = typer.Option(0, "--seed", help="Seed of the procedural data."),
+    res: int = typer.Option(None, "--res", help="Image side of the demo data in pixels (default: 64)."),
+    n_train: int = typer.Option(None, "--n-train", help="Training images of the demo data (default: 1200)."),
     epochs: int = typer.Option(None, "--epochs", help="Maximum fine-tuning epochs (default: 20)."),
     data_only: bool = typer.Option(False, "--data-only", help="Only generate and check the demo data."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """The main job on the embedded demo: procedural data -> checks -> fine-tune -> AUC on every test set."""
+    from engine.cli.progress import progress_reporter
     from engine.demo import run_demo
     from engine.store import resolve_workspace
 
-    result = run_demo(resolve_workspace(workspace), data, seed=seed, epochs=epochs, data_only=data_only,
-                      say=lambda line: print(line, file=sys.stderr))
+    with progress_reporter("rendering demo images") as progress:
+        result = run_demo(resolve_workspace(workspace), data, seed=seed, res=res, n_train=n_train, epochs=epochs,
+                          data_only=data_only, say=lambda line: print(line, file=sys.stderr, flush=True),
+                          progress=progress)
     if json_out:
         print(json.dumps(result))
     if result["run"] is not None and result["run"]["status"] != "succeeded":
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def main() -> None:
-    """Console-script entry: maps engine errors to one stderr line and their exit code."""
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: every error is one stderr line with its exit code (engine errors, and typer's own
+    usage errors: an unknown option, a bad choice, a missing argument, which it would print as a box)."""
+    import click
+
     try:
-        app()
+        code = app(args=argv, prog_name="ganaug", standalone_mode=False)
+    except (typer.TyperException, click.ClickException) as exc:  # typer vendors its own click
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path.removeprefix("ganaug").strip() if ctx is not None else ""
+        command = f"ganaug {where}".strip()
+        usage = f" (see '{command} --help')" if ctx is not None else ""
+        print(f"ganaug: error: {where + ': ' if where else ''}{_one_line(exc.format_message())}{usage}",
+              file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, click.Abort):
+        print("ganaug: aborted", file=sys.stderr)
+        sys.exit(130)
     except InputError as exc:
-        print(f"ganaug: error: {exc}", file=sys.stderr)
+        print(f"ganaug: error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except RunFailed as exc:
-        print(f"ganaug: {exc}", file=sys.stderr)
+        print(f"ganaug: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
