@@ -43,10 +43,10 @@ def _store(workspace: Path | None, *, readonly: bool = False, create: bool = Fal
     return store
 
 
-def _seconds(value: float | None, flag: str) -> float | None:
+def _seconds(value: float | None, flag: str) -> None:
+    """Refuse a negative, infinite or NaN duration option in one line."""
     if value is not None and not 0 <= value < float("inf"):
         raise InputError(f"{flag} must be a finite number of seconds >= 0 (got {value})")
-    return value
 
 
 def _err(msg: str) -> None:
