@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from engine.cli import data as _data
+from engine.cli import experiments as _experiments
 from engine.cli import runs as _runs
 from engine.cli import train as _train
 from engine.cli.options import Workspace
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(_data.app, name="data")
 _runs.install(app)
 _train.install(app)
+_experiments.install(app)
 
 
 @app.command()
