@@ -100,13 +100,15 @@ def test_holm_step_down() -> None:
 
 def test_bootstrap_ci_is_seeded_and_agrees_with_scipy() -> None:
     d = BETTER - BASE
-    lo, hi = bootstrap_ci(d, np.random.default_rng(7), 10_000)
-    ref = ss.bootstrap((d,), np.mean, n_resamples=10_000, method="percentile", rng=np.random.default_rng(7))
-    assert (lo, hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), abs=2e-4)
-    assert bootstrap_ci(d, np.random.default_rng(7), 10_000) == (lo, hi)
-    assert bootstrap_ci(d, np.random.default_rng(8), 10_000) != (lo, hi)
+    lo, hi = bootstrap_ci(d, seed=7, n_boot=10_000)
+    # The same resamples as scipy's percentile bootstrap drawing from default_rng([seed, number of pairs]).
+    ref = ss.bootstrap((d,), np.mean, n_resamples=10_000, method="percentile", rng=np.random.default_rng([7, 10]))
+    assert (lo, hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), abs=1e-12)
+    assert bootstrap_ci(d, seed=7, n_boot=10_000) == (lo, hi)
+    assert bootstrap_ci(d, seed=8, n_boot=10_000) != (lo, hi)
     assert lo < d.mean() < hi
-    assert all(np.isnan(bootstrap_ci(d[:1], np.random.default_rng(0))))
+    assert bootstrap_ci(-d, seed=7) == pytest.approx((-hi, -lo), abs=1e-12)  # the same resamples, mirrored
+    assert all(np.isnan(bootstrap_ci(d[:1])))
 
 
 @pytest.mark.parametrize(("ci", "p", "want"), [

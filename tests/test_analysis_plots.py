@@ -49,16 +49,16 @@ def test_the_drawing_function_works_on_any_plotext_figure(data) -> None:
 
 
 def test_png_and_svg_have_one_box_per_scored_configuration(tmp_path, data) -> None:
-    exp, aucs, _ = data
+    exp, aucs, values = data
     fig = figure(aucs, exp)
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["isic19", "isic20"]
     boxes = [[p.get_gid() for p in ax.patches if isinstance(p, PathPatch) and (p.get_gid() or "").startswith("box:")]
              for ax in axes]
     assert boxes == [[f"box:isic19:{label}" for label in exp.labels[:5]], ["box:isic20:1:0"]]
-    # Means: one red dot per box; the y labels are the configurations in order, coloured by alternating group.
-    reds = [c for c in axes[0].collections if tuple(c.get_facecolor()[0][:3]) == (1.0, 0.0, 0.0)]
-    assert len(reds) == 5
+    # Means: a red dot on each box at the arithmetic mean; y labels: the configurations in order, group colours.
+    (reds,) = [c for c in axes[0].collections if tuple(c.get_facecolor()[0][:3]) == (1.0, 0.0, 0.0)]
+    assert list(reds.get_offsets()[:, 0]) == pytest.approx([np.mean(values[label]) for label in exp.labels[:5]])
     assert [t.get_text() for t in axes[0].get_yticklabels()] == exp.labels
     colors = [t.get_color() for t in axes[0].get_yticklabels()]
     assert colors == [PAPER_COLORS[i] for i in (0, 1, 1, 0, 1, 1)]

@@ -43,23 +43,24 @@ def test_linking_is_idempotent_and_a_run_keeps_its_first_label(store):
         store.link_runs("anonymization", [(rid, "")])
 
 
-def test_labelled_metrics_returns_each_link_with_its_auc_metrics(store):
+def test_labelled_runs_and_metrics_read_every_linked_run_once(store):
     a, b, gan = store.create_runs([
         st.NewRun("classify", {"replicate": 3}, label="1:0", experiment="e", labels=["1:1/2"]),
         st.NewRun("classify", {}, label="1:1/2", experiment="e"),
         st.NewRun("gan-train", {}, label="1:1/2", experiment="e")])
+    other = store.create_run("classify", {}, label="1:0", experiment="other")
     now = time.time()
     store.write_metrics(a, [("auc/isic19", 0, 0.8, now), ("auc/val", 0, 0.7, now), ("loss", 0, 1.0, now),
                             ("auc/isic19", 5, 0.1, now)])
+    store.write_metrics(other, [("auc/isic19", 0, 0.9, now)])
     store.finish(b, st.FAILED, "boom")
-    df = store.labelled_metrics("e")
-    rows = sorted((tuple(None if pd.isna(v) else v for v in r) for r in df.itertuples(index=False, name=None)),
-                  key=lambda r: (r[0], r[1], str(r[6])))
-    assert rows == [
-        ("1:0", a, 1, "queued", None, 3, "auc/isic19", 0.8), ("1:0", a, 1, "queued", None, 3, "auc/val", 0.7),
-        ("1:1/2", a, 1, "queued", None, 3, "auc/isic19", 0.8), ("1:1/2", a, 1, "queued", None, 3, "auc/val", 0.7),
-        ("1:1/2", b, 2, "failed", "boom", 0, None, None)]  # no metrics: one row, replicate defaults to 0
-    assert store.labelled_metrics("other").empty
+    runs = [tuple(None if pd.isna(v) else v for v in r) for r in store.labelled_runs("e").itertuples(index=False)]
+    assert sorted(runs) == [("1:0", a, 1, "queued", None, 3), ("1:1/2", a, 1, "queued", None, 3),
+                            ("1:1/2", b, 2, "failed", "boom", 0)]  # no gan-train; replicate defaults to 0
+    assert len(store.labelled_runs("e", kind="gan-train")) == 1
+    metrics = sorted(store.labelled_metrics("e").itertuples(index=False, name=None))
+    assert metrics == [(a, "auc/isic19", 0.8), (a, "auc/val", 0.7)]  # once per run, step 0, auc/* only
+    assert store.labelled_metrics("nothing").empty and store.labelled_runs("nothing").empty
 
 
 def test_removing_a_run_removes_its_links(store):
@@ -80,4 +81,4 @@ def test_an_older_store_gains_the_table_and_one_that_cannot_be_migrated_reads_as
         assert len(s.run_labels("e")) == 1
         # An old store on read-only media is opened immutable and never migrated: it has no links, not an error.
         s._conn.execute("DROP TABLE run_labels")
-        assert s.labelled_metrics("e").empty and s.run_labels() == []
+        assert s.labelled_metrics("e").empty and s.labelled_runs("e").empty and s.run_labels() == []

@@ -1,6 +1,6 @@
 """Read an experiment's results from the store only: the stored spec, and per (test set, label, replicate) the AUC
 that the classify run recorded as metric ``auc/<test set>`` (step 0). No ``result.json`` is parsed, so a
-10,000-run experiment loads with one query; what is missing or failed is listed, never silently skipped."""
+10,000-run experiment loads with two queries; what is missing or failed is listed, never silently skipped."""
 
 from __future__ import annotations
 
@@ -61,30 +61,29 @@ def load_aucs(store: Store, experiment: Experiment, test_sets: list[str] | None 
     sets = check_test_sets(experiment, test_sets)
     labels = experiment.labels
     group = {c.label: g for g, confs in experiment.groups for c in confs}
-    df = store.labelled_metrics(experiment.name, prefix=AUC_PREFIX)
-    df = df[df["label"].isin(labels)]
+    runs = store.labelled_runs(experiment.name)
+    runs = runs[runs["label"].isin(labels)]
+    runs = runs.assign(ok=runs["status"] == SUCCEEDED, replicate=runs["replicate"].astype(int))
+    runs = runs.sort_values(["ok", "seq"]).drop_duplicates(["label", "replicate"], keep="last")
+    replicates = sorted(set(range(experiment.replicates)) | set(runs["replicate"]))
 
-    runs = df.drop_duplicates(["label", "run_id"])[["label", "run_id", "seq", "status", "exit_reason", "replicate"]]
-    runs = runs.assign(ok=runs["status"] == SUCCEEDED).sort_values(["ok", "seq"])
-    runs = runs.drop_duplicates(["label", "replicate"], keep="last")
-    replicates = sorted(set(range(experiment.replicates)) | {int(r) for r in runs["replicate"]})
-
-    scored = df[df["run_id"].isin(runs.loc[runs["ok"], "run_id"]) & df["name"].notna()]
-    scored = scored.assign(test_set=scored["name"].str.slice(len(AUC_PREFIX)), auc=scored["value"].astype(float))
-    scored = scored[scored["test_set"].isin(sets) & scored["auc"].notna()]
-    aucs = scored.assign(group=scored["label"].map(group), replicate=scored["replicate"].astype(int))[AUC_COLUMNS]
-    aucs = _ordered(aucs, sets, labels).reset_index(drop=True)
+    metrics = store.labelled_metrics(experiment.name, prefix=AUC_PREFIX)
+    metrics = metrics.assign(test_set=metrics["name"].str.slice(len(AUC_PREFIX)), auc=metrics["value"].astype(float))
+    metrics = metrics[metrics["test_set"].isin(sets) & metrics["auc"].notna()]
+    scored = runs[runs["ok"]][["label", "replicate", "run_id"]].merge(metrics[["run_id", "test_set", "auc"]],
+                                                                     on="run_id")
+    aucs = _ordered(scored.assign(group=scored["label"].map(group))[AUC_COLUMNS], sets, labels)
 
     missing: list[tuple[object, ...]] = []
-    by_key = {(r.label, int(r.replicate)): r for r in runs.itertuples()}
-    have = set(zip(aucs["label"], aucs["replicate"], aucs["test_set"], strict=True))
+    by_key = {(r.label, r.replicate): r for r in runs.itertuples()}
+    have = set(zip(aucs["label"].tolist(), aucs["replicate"].tolist(), aucs["test_set"].tolist(), strict=True))
     for label in labels:
         for k in replicates:
             run = by_key.get((label, k))
             if run is None:
                 missing.append((label, k, None, None, None, "no run in the store"))
             elif not run.ok:
-                why = f"run {run.status}" + (f": {run.exit_reason}" if run.exit_reason else "")
+                why = f"run {run.status}" + (f": {run.exit_reason}" if isinstance(run.exit_reason, str) else "")
                 missing.append((label, k, None, run.run_id, run.status, why))
             else:
                 missing += [(label, k, t, run.run_id, run.status, f"no {AUC_PREFIX}{t} metric")
@@ -97,4 +96,4 @@ def _ordered(df: pd.DataFrame, test_sets: list[str], labels: list[str]) -> pd.Da
     ts = {t: i for i, t in enumerate(test_sets)}
     lab = {x: i for i, x in enumerate(labels)}
     key = df["test_set"].map(ts) * (len(labels) + 1) + df["label"].map(lab)
-    return df.assign(_k=key).sort_values(["_k", "replicate"], kind="stable").drop(columns="_k")
+    return df.assign(_k=key).sort_values(["_k", "replicate"], kind="stable").drop(columns="_k").reset_index(drop=True)

@@ -11,8 +11,8 @@ AND the Holm-adjusted p < 0.05, otherwise "no evidence".
 
 from __future__ import annotations
 
+import functools
 import warnings
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,20 +47,43 @@ def describe(aucs: pd.DataFrame, experiment: Experiment, test_sets: Sequence[str
     return out[SUMMARY_COLUMNS]
 
 
-def bootstrap_ci(deltas: np.ndarray, rng: np.random.Generator, n_boot: int = N_BOOT,
+def bootstrap_ci(deltas: np.ndarray, seed: int = 0, n_boot: int = N_BOOT,
                  level: float = CI_LEVEL) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``deltas`` (resampling pairs); NaN below 2 pairs."""
-    d = np.asarray(deltas, dtype=float)
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    means = np.empty(n_boot)
-    chunk = max(1, 4_000_000 // len(d))  # bounded memory for long series
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        means[start:stop] = d[rng.integers(0, len(d), size=(stop - start, len(d)))].mean(axis=1)
+    """Percentile bootstrap CI of the mean of ``deltas`` (pairs resampled with replacement); NaN below 2 pairs."""
+    return bootstrap_cis([deltas], seed, n_boot, level)[0]
+
+
+def bootstrap_cis(series: Sequence[np.ndarray], seed: int = 0, n_boot: int = N_BOOT,
+                  level: float = CI_LEVEL) -> list[tuple[float, float]]:
+    """:func:`bootstrap_ci` of many series at once.
+
+    The resamples depend only on (seed, number of pairs, n_boot): series with as many pairs share one seeded
+    draw (common random numbers), so a CI never depends on what else is compared, and a table of hundreds of
+    comparisons costs one draw and one matrix product per pair count."""
+    out: list[tuple[float, float]] = [(float("nan"), float("nan"))] * len(series)
+    by_n: dict[int, list[int]] = {}
+    for i, d in enumerate(series):
+        if len(d) >= 2:
+            by_n.setdefault(len(d), []).append(i)
     tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
+    for n, which in by_n.items():
+        deltas = np.stack([np.asarray(series[i], dtype=float) for i in which], axis=1)  # (n, k)
+        lo, hi = np.percentile(_resample_weights(n, n_boot, seed) @ deltas, [tail, 100 - tail], axis=0)
+        for j, i in enumerate(which):
+            out[i] = (float(lo[j]), float(hi[j]))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n): row b holds how often resample b draws each pair, over n, so ``weights @ d`` are the
+    resample means. The draw is ``default_rng([seed, n]).integers(0, n, (n_boot, n))``, i.e. what
+    ``scipy.stats.bootstrap`` draws from that generator."""
+    idx = np.random.default_rng([seed, n]).integers(0, n, size=(n_boot, n))
+    counts = np.bincount((np.arange(n_boot)[:, None] * n + idx).ravel(), minlength=n_boot * n)
+    weights = counts.reshape(n_boot, n) / n
+    weights.setflags(write=False)
+    return weights
 
 
 def paired_test(deltas: np.ndarray) -> tuple[str, float, float]:
@@ -114,14 +137,15 @@ def compare(aucs: pd.DataFrame, experiment: Experiment, test_sets: Sequence[str]
     """Each configuration against its group's baseline (``experiment.baseline_of``), per test set.
 
     Pairs are replicates present on both sides; ``dropped`` lists the expected replicates (0..replicates-1 and
-    any other seen) that have no pair, so a missing or failed run shows in the table. Each comparison's bootstrap
-    draws from its own stream seeded by (seed, test set, label): results do not depend on what else is compared.
+    any other seen) that have no pair, so a missing or failed run shows in the table. ``seed`` seeds the
+    bootstrap (see :func:`bootstrap_ci`).
     """
     sets = list(test_sets or experiment.test_sets)
     series = {key: s.droplevel([0, 1]) for key, s in
               aucs.set_index(["test_set", "label", "replicate"])["auc"].groupby(level=[0, 1])}
     empty = pd.Series(dtype=float)
     rows: list[dict[str, object]] = []
+    deltas: list[np.ndarray] = []
     for ts in sets:
         for group, confs in experiment.groups:
             base = experiment.baseline_of(group)
@@ -134,15 +158,16 @@ def compare(aucs: pd.DataFrame, experiment: Experiment, test_sets: Sequence[str]
                 common = sorted(set(x.index) & set(b.index))
                 expected = set(range(experiment.replicates)) | set(x.index) | set(b.index)
                 d = (x.loc[common] - b.loc[common]).to_numpy(dtype=float)
-                rng = np.random.default_rng([seed, zlib.crc32(f"{ts}\t{conf.label}".encode())])
-                lo, hi = bootstrap_ci(d, rng, n_boot)
+                deltas.append(d)
                 test, stat, p = paired_test(d)
                 family.append({"test_set": ts, "group": group, "label": conf.label, "baseline": base,
                                "n_pairs": len(d), "dropped": sorted(int(k) for k in expected - set(common)),
-                               "mean_delta": float(d.mean()) if len(d) else float("nan"), "ci_low": lo,
-                               "ci_high": hi, "test": test, "statistic": stat, "p": p})
+                               "mean_delta": float(d.mean()) if len(d) else float("nan"), "test": test,
+                               "statistic": stat, "p": p})
             for row, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
                 row["p_holm"] = float(adjusted)
-                row["verdict"] = verdict(row["ci_low"], row["ci_high"], adjusted)  # type: ignore[arg-type]
             rows += family
+    for row, (lo, hi) in zip(rows, bootstrap_cis(deltas, seed, n_boot), strict=True):
+        row["ci_low"], row["ci_high"] = lo, hi
+        row["verdict"] = verdict(lo, hi, row["p_holm"])  # type: ignore[arg-type]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

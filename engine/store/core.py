@@ -430,27 +430,35 @@ class Store:
                 "SELECT l.experiment, l.label, l.run_id FROM run_labels l JOIN runs r ON r.id = l.run_id"
                 f"{cond} ORDER BY l.experiment, r.seq, l.label", args)]
 
-    def labelled_metrics(self, experiment: str, *, prefix: str = "auc/", step: int = 0,
-                         kind: str = "classify") -> pd.DataFrame:
-        """Every run of ``kind`` linked to ``experiment``, once per label it serves, with its metrics named
-        ``prefix*`` at ``step`` (one row per metric; a run without any has one row with name/value NA).
+    def labelled_runs(self, experiment: str, kind: str = "classify") -> pd.DataFrame:
+        """Every run of ``kind`` linked to ``experiment``, once per label it serves, in creation order.
 
-        Columns ``label, run_id, seq, status, exit_reason, replicate, name, value``; ``replicate`` is the run
-        config's ``replicate`` (0 when absent). One query, so a 10,000-run experiment reads in milliseconds."""
+        Columns ``label, run_id, seq, status, exit_reason, replicate`` (the run config's ``replicate``, 0 when
+        absent)."""
         import pandas as pd
 
-        columns = ["label", "run_id", "seq", "status", "exit_reason", "replicate", "name", "value"]
+        columns = ["label", "run_id", "seq", "status", "exit_reason", "replicate"]
         with self._read() as conn:
-            if not self._has_links(conn):
-                return pd.DataFrame(columns=columns)
             rows = conn.execute(
                 "SELECT l.label, r.id, r.seq, r.status, r.exit_reason,"
-                " coalesce(json_extract(r.config, '$.replicate'), 0), m.name, m.value"
-                " FROM run_labels l JOIN runs r ON r.id = l.run_id"
-                " LEFT JOIN metrics m ON m.run_id = r.id AND m.step = ? AND m.name >= ? AND m.name < ?"
-                " WHERE l.experiment = ? AND r.kind = ? ORDER BY r.seq",
-                (step, prefix, prefix + "\U0010ffff", experiment, kind)).fetchall()
+                " coalesce(json_extract(r.config, '$.replicate'), 0)"
+                " FROM run_labels l JOIN runs r ON r.id = l.run_id WHERE l.experiment = ? AND r.kind = ?"
+                " ORDER BY r.seq", (experiment, kind)).fetchall() if self._has_links(conn) else []
         return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+    def labelled_metrics(self, experiment: str, *, prefix: str = "auc/", step: int = 0) -> pd.DataFrame:
+        """The metrics named ``prefix*`` at ``step`` of every run linked to ``experiment`` (each run once).
+
+        Columns ``run_id, name, value``. With :meth:`labelled_runs`, two queries read a 10,000-run experiment's
+        results in a fraction of a second, without opening a single ``result.json``."""
+        import pandas as pd
+
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT run_id, name, value FROM metrics WHERE step = ? AND name >= ? AND name < ?"
+                " AND run_id IN (SELECT run_id FROM run_labels WHERE experiment = ?)",
+                (step, prefix, prefix + "\U0010ffff", experiment)).fetchall() if self._has_links(conn) else []
+        return pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "name", "value"])
 
     @staticmethod
     def _has_links(conn: sqlite3.Connection) -> bool:
