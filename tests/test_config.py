@@ -68,18 +68,21 @@ def test_translation_gan_capacity() -> None:
 
 
 def test_shipped_experiments_are_the_papers_table_2() -> None:
-    aug, anon = load_experiments(ROOT / "experiments.toml")
+    aug, anon, demo = load_experiments(ROOT / "experiments.toml")
     assert {c.ratio.text for c in aug.configurations} == {
         "1:0", "1:1/4", "1:1/2", "1:1", "(1:1/2:1/2)", "(1:1/2:3/4)", "(1:1/2:1)"}
     assert {c.gan for c in aug.configurations if c.ratio.has_synthetic} == {
         "pix2pixhd", "spade", "pgan", "stylegan2", "all"}
     assert {c.sampler for c in aug.configurations} == {"random", "diverse", "best", "worst"}
+    assert dict(aug.groups)["sampler_1_1"] == tuple(Configuration.parse(x) for x in ("1:1 bst", "1:1 wst", "1:1 div"))
+    # Figure 2's order: each anonymization group's own baseline 1/x:0 is drawn last in its group, 1:0 last of all.
     assert [c.label for c in anon.configurations] == [
-        "1/16:0", "1/16:1/16", "1/16:15/16", "1/8:0", "1/8:1/8", "1/8:7/8",
-        "1/4:0", "1/4:1/4", "1/4:3/4", "1/2:0", "1/2:1/2", "1:1", "1:0"]
+        "1/16:1/16", "1/16:15/16", "1/16:0", "1/8:1/8", "1/8:7/8", "1/8:0",
+        "1/4:1/4", "1/4:3/4", "1/4:0", "1/2:1/2", "1/2:0", "1:1", "1:0"]
     assert {c.gan for c in anon.configurations} == {"stylegan2"}
-    assert anon.baseline_of("x8") == "1/8:0" and anon.baseline == "1:0"
+    assert anon.baseline_of("x8") == "1/8:0" and anon.baseline == "1:0" and aug.baseline_of("gan") == "1:0"
     assert aug.replicates == anon.replicates == 10
+    assert demo.replicates == 3 and {"1:0", "1:1/2", "1:1/2 div", "1:1/2 bst", "1/4:0", "1/4:3/4"} <= set(demo.labels)
 
 
 def test_bad_experiments_file_names_file_and_key(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ import typer
 
 from engine.cli import cache as _cache
 from engine.cli import data as _data
+from engine.cli import experiments as _experiments
+from engine.cli import results as _results
 from engine.cli import runs as _runs
 from engine.cli import train as _train
 from engine.cli.options import Workspace
@@ -30,6 +32,8 @@ app.add_typer(_data.app, name="data")
 app.add_typer(_cache.app, name="cache")
 _runs.install(app)
 _train.install(app)
+_experiments.install(app)
+_results.install(app)
 
 
 @app.command()

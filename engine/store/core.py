@@ -134,6 +134,7 @@ class NewRun:
     experiment: str | None = None
     parents: Sequence[str | int] = ()
     priority: int = 0
+    labels: Sequence[str] = ()  # more (experiment, label) pairs this run serves besides its first label
 
 
 class Store:
@@ -368,6 +369,10 @@ class Store:
                     (run_id, spec.kind, spec.label, spec.experiment, cfg, config_hash(spec.config),
                      seed, status, int(spec.priority), now, foreground_pid, fg_started, commit))
                 conn.executemany("INSERT INTO deps(child, parent) VALUES (?, ?)", [(run_id, p) for p in parents])
+                if spec.experiment is not None:
+                    conn.executemany("INSERT OR IGNORE INTO run_labels(experiment, label, run_id) VALUES (?,?,?)",
+                                     [(spec.experiment, lab, run_id)
+                                      for lab in dict.fromkeys((spec.label, *spec.labels)) if lab])
                 conn.execute("INSERT INTO events(run_id, time, kind, message) VALUES (?,?,?,?)",
                              (run_id, now, "created", status))
                 created.append((run_id, spec, status))
@@ -486,6 +491,86 @@ class Store:
         with self._tx() as conn:
             conn.execute("INSERT INTO experiments(name, created, spec) VALUES (?, ?, ?) ON CONFLICT(name)"
                          " DO UPDATE SET spec = excluded.spec", (name, time.time(), json.dumps(spec, default=str)))
+
+    def experiment_spec(self, name: str) -> dict[str, Any] | None:
+        """The stored spec of an experiment (``{}`` if it has none yet), or None when there is no such experiment."""
+        with self._read() as conn:
+            row = conn.execute("SELECT spec FROM experiments WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def link_runs(self, experiment: str, links: Iterable[tuple[str, str]]) -> None:
+        """Record that runs serve ``(run_id, label)`` pairs of ``experiment`` (idempotent, one transaction).
+
+        A run row keeps its first label and experiment; one that had none takes these."""
+        links = list(links)
+        for run_id, label in links:
+            if not experiment or not label:
+                raise InputError(f"run {run_id}: experiment and label must be non-empty to link a run")
+        touched: list[str] = []
+        with self._tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO experiments(name, created) VALUES (?, ?)", (experiment, time.time()))
+            for run_id, label in links:
+                rid = self._resolve(conn, run_id)
+                conn.execute("INSERT OR IGNORE INTO run_labels(experiment, label, run_id) VALUES (?,?,?)",
+                             (experiment, label, rid))
+                cur = conn.execute("UPDATE runs SET label = coalesce(label, ?), experiment = coalesce(experiment, ?)"
+                                   " WHERE id = ? AND (label IS NULL OR experiment IS NULL)", (label, experiment, rid))
+                if cur.rowcount:
+                    touched.append(rid)
+        self._write_run_json(touched)
+
+    def run_labels(self, experiment: str | None = None, run_id: str | None = None) -> list[tuple[str, str, str]]:
+        """``(experiment, label, run_id)`` links, filtered, in run creation order."""
+        where, args = [], []
+        if experiment is not None:
+            where.append("l.experiment = ?")
+            args.append(experiment)
+        with self._read() as conn:
+            if run_id is not None:
+                where.append("l.run_id = ?")
+                args.append(self._resolve(conn, run_id))
+            if not self._has_links(conn):
+                return []
+            cond = f" WHERE {' AND '.join(where)}" if where else ""
+            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+                "SELECT l.experiment, l.label, l.run_id FROM run_labels l JOIN runs r ON r.id = l.run_id"
+                f"{cond} ORDER BY l.experiment, r.seq, l.label", args)]
+
+    def labelled_runs(self, experiment: str, kind: str = "classify") -> pd.DataFrame:
+        """Every run of ``kind`` linked to ``experiment``, once per label it serves, in creation order.
+
+        Columns ``label, run_id, seq, status, exit_reason, replicate`` (the run config's ``replicate``, 0 when
+        absent)."""
+        import pandas as pd
+
+        columns = ["label", "run_id", "seq", "status", "exit_reason", "replicate"]
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT l.label, r.id, r.seq, r.status, r.exit_reason,"
+                " coalesce(json_extract(r.config, '$.replicate'), 0)"
+                " FROM run_labels l JOIN runs r ON r.id = l.run_id WHERE l.experiment = ? AND r.kind = ?"
+                " ORDER BY r.seq", (experiment, kind)).fetchall() if self._has_links(conn) else []
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+    def labelled_metrics(self, experiment: str, *, prefix: str = "auc/", step: int = 0) -> pd.DataFrame:
+        """The metrics named ``prefix*`` at ``step`` of every run linked to ``experiment`` (each run once).
+
+        Columns ``run_id, name, value``. With :meth:`labelled_runs`, two queries read a 10,000-run experiment's
+        results in a fraction of a second, without opening a single ``result.json``."""
+        import pandas as pd
+
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT run_id, name, value FROM metrics WHERE step = ? AND name >= ? AND name < ?"
+                " AND run_id IN (SELECT run_id FROM run_labels WHERE experiment = ?)",
+                (step, prefix, prefix + "\U0010ffff", experiment)).fetchall() if self._has_links(conn) else []
+        return pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "name", "value"])
+
+    @staticmethod
+    def _has_links(conn: sqlite3.Connection) -> bool:
+        """False only for an older store opened immutable (read-only media): it cannot be migrated, has no links."""
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_labels'").fetchone() \
+            is not None
 
     def experiments(self) -> list[dict[str, Any]]:
         """Experiments with their spec and run counts per status."""
@@ -798,7 +883,8 @@ class Store:
                     raise InputError(f"run {run.id} has dependent runs ({', '.join(kept[:3])}); remove them too")
             for rid in doomed:
                 for sql in ("DELETE FROM metrics WHERE run_id = ?", "DELETE FROM events WHERE run_id = ?",
-                            "DELETE FROM deps WHERE child = ?", "DELETE FROM runs WHERE id = ?"):
+                            "DELETE FROM deps WHERE child = ?", "DELETE FROM run_labels WHERE run_id = ?",
+                            "DELETE FROM runs WHERE id = ?"):
                     conn.execute(sql, (rid,))
         for rid in doomed:
             shutil.rmtree(self.run_dir(rid), ignore_errors=True)

@@ -76,6 +76,17 @@ MIGRATIONS: list[list[str]] = [
         # The checkout that created the run, then the one that last started it (read at that moment).
         "ALTER TABLE runs ADD COLUMN git_commit TEXT",
     ],
+    # 3: the (experiment, label) pairs a run serves. One run may serve many: identical configurations are one run
+    #    set wherever they appear (anonymization's 1:0 is augmentation's). runs.label keeps the first label.
+    [
+        """CREATE TABLE run_labels (
+            experiment TEXT NOT NULL,
+            label TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            PRIMARY KEY (experiment, label, run_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX run_labels_run ON run_labels(run_id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,59 @@
+"""Results of an experiment: AUCs read from the store (``load``), descriptive statistics and paired comparisons
+with each group's baseline (``stats``), the results table and its formats (``tables``), and the paper's box-plots
+in the terminal and as PNG/SVG (``plots``). :func:`analyse` runs the whole chain.
+
+Reads only the store (``experiments.spec``, ``run_labels``, metrics ``auc/<test set>``), so it works on a copied
+workspace with no GPU and no toml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from engine.analysis.load import ExperimentData, check_test_sets, load_aucs, stored_experiment
+from engine.analysis.stats import N_BOOT, compare, describe
+from engine.analysis.tables import results_table
+from engine.config import Experiment
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+__all__ = ["Results", "analyse", "analyse_data"]
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything ``ganaug results`` shows: the experiment, its AUCs and missing replicates (``load``), the
+    per-configuration statistics (``stats.describe``), the comparisons (``stats.compare``) and both joined
+    (``tables.results_table``), for ``test_sets`` in the experiment's order."""
+
+    experiment: Experiment
+    test_sets: list[str]
+    aucs: pd.DataFrame
+    missing: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    table: pd.DataFrame
+    n_boot: int
+    seed: int
+
+
+def analyse(store: Store, name: str, test_sets: list[str] | None = None, *, n_boot: int = N_BOOT,
+            seed: int = 0) -> Results:
+    """Load the stored experiment ``name`` and compute its results (InputError: unknown experiment/test set)."""
+    experiment = stored_experiment(store, name)
+    sets = check_test_sets(experiment, test_sets)
+    return analyse_data(load_aucs(store, experiment, sets), sets, n_boot=n_boot, seed=seed)
+
+
+def analyse_data(data: ExperimentData, test_sets: list[str], *, n_boot: int = N_BOOT, seed: int = 0) -> Results:
+    """The statistics of already loaded AUCs (e.g. for the TUI, which loads in a worker thread)."""
+    exp = data.experiment
+    summary = describe(data.aucs, exp, test_sets)
+    comparisons = compare(data.aucs, exp, test_sets, n_boot=n_boot, seed=seed)
+    baselines = {g: exp.baseline_of(g) for g, _ in exp.groups}
+    table = results_table(exp.name, summary, comparisons, baselines)
+    return Results(exp, test_sets, data.aucs, data.missing, summary, comparisons, table, n_boot, seed)
