@@ -57,14 +57,12 @@ def install(app: typer.Typer) -> None:
         if plot and fmt != "table":
             raise InputError(f"--plot draws in the terminal; it goes with --format table, not {fmt}")
         ws = st.resolve_workspace(workspace)
-        if not (ws / st.DB_NAME).is_file():
-            raise InputError(f"workspace {ws} has no run store ({st.DB_NAME}): nothing to report")
         if out is not None and out.exists() and not out.is_dir():
             raise InputError(f"--out {out}: exists and is not a folder")
 
         from engine.analysis import analyse
 
-        with st.open_store(ws, readonly=True) as store:
+        with st.open_store(ws, readonly=True, create=False) as store:
             res = analyse(store, experiment, test_set or None)
         files = write_files(res, out) if out is not None else []
 
