@@ -15,6 +15,7 @@ import typer
 from engine.cli import data as _data
 from engine.cli import runs as _runs
 from engine.cli import train as _train
+from engine.cli import tui as _tui
 from engine.cli.options import Workspace
 from engine.errors import EXIT_RUN_FAILED, InputError, RunFailed
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(_data.app, name="data")
 _runs.install(app)
 _train.install(app)
+_tui.install(app)
 
 
 @app.command()
@@ -52,13 +54,14 @@ def demo(
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def main() -> None:
-    """Console-script entry: maps engine errors to one stderr line and their exit code."""
+def main(typer_app: typer.Typer = app, prog: str = "ganaug") -> None:
+    """Console-script entry (``ganaug``; ``ganaug-tui`` passes its own app): maps engine errors to one stderr
+    line and their exit code."""
     try:
-        app()
+        typer_app(prog_name=prog)
     except InputError as exc:
-        print(f"ganaug: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except RunFailed as exc:
-        print(f"ganaug: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -6,8 +6,6 @@ Only the store (sqlite3, json) is imported at module level; torch and friends lo
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from datetime import datetime
@@ -19,6 +17,7 @@ import typer
 from engine import store as st
 from engine.cli.options import Json, Workspace
 from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError, RunFailed
+from engine.runner.control import cancel_run, pause_run, resume_run
 
 # States in which a run will not change again by itself (wait/follow stop there).
 _DONE = (*st.TERMINAL, st.INTERRUPTED)
@@ -126,12 +125,9 @@ def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Cancel runs: waiting ones end now; running ones stop gracefully (checkpoint, then SIGKILL after grace)."""
     with _store(workspace) as store:
         for rid in run_ids:
-            run = store.get_run(rid)
-            new = store.request_cancel(run.id)
-            if new in st.ACTIVE and run.engine_pid is None and run.pid:  # a foreground run: ask it directly
-                _signal(run.pid, signal.SIGCONT, group=False)
-                _signal(run.pid, signal.SIGTERM, group=False)
-            _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
+            run_id = store.resolve(rid)
+            new = cancel_run(store, run_id)
+            _err(f"{run_id}: {'cancelling' if new in st.ACTIVE else new}")
 
 
 @runs_app.command("retry")
@@ -168,11 +164,8 @@ def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Hold waiting runs; suspend running ones (SIGSTOP) until `ganaug runs resume`."""
     with _store(workspace) as store:
         for rid in run_ids:
-            run = store.get_run(rid)
-            store.set_paused(run.id, True)
-            if run.status == st.RUNNING:
-                _signal(run.pid, signal.SIGSTOP, group=run.engine_pid is not None)
-            _err(f"{run.id}: paused")
+            run_id = store.resolve(rid)
+            _err(f"{run_id}: {pause_run(store, run_id)}")
 
 
 @runs_app.command("resume")
@@ -180,11 +173,8 @@ def runs_resume(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Undo `ganaug runs pause`: held runs wait again, suspended ones continue (SIGCONT)."""
     with _store(workspace) as store:
         for rid in run_ids:
-            run = store.get_run(rid)
-            new = store.set_paused(run.id, False)
-            if new == st.RUNNING:
-                _signal(run.pid, signal.SIGCONT, group=run.engine_pid is not None)
-            _err(f"{run.id}: {new}")
+            run_id = store.resolve(rid)
+            _err(f"{run_id}: {resume_run(store, run_id)}")
 
 
 @runs_app.command("wait")
@@ -216,17 +206,6 @@ def runs_wait(
         _err(f"{d['run_id']}: {d['status']}")
     if bad:
         raise typer.Exit(EXIT_RUN_FAILED)
-
-
-def _signal(pid: int | None, sig: int, *, group: bool) -> None:
-    if not pid:
-        return
-    try:
-        (os.killpg if group else os.kill)(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError as exc:
-        raise InputError(f"cannot signal process {pid}: {exc.strerror}") from None
 
 
 # ------------------------------------------------------------------------------------------ queue
