@@ -2,7 +2,7 @@
 what it means in images per class while typing, and queue it.
 
 The ratio is checked by the engine's own grammar (``engine.config``) at every keystroke and the per-class
-counts are ``Configuration.counts`` on the chosen data set's training part, so what the screen says is what a
+counts are ``Ratio.counts`` on the chosen data set's training part, so what the screen says is what a
 run will train on. A configuration without synthetic images queues its classify runs here; one with synthetic
 images needs its GAN, pool and selection planned first, which is the experiment grid's job.
 """
@@ -59,7 +59,7 @@ def compose_label(ratio: str, gan: str, sampler: str) -> str:
 
 
 def counts_text(conf: Configuration, sizes: ClassSizes) -> str:
-    c = conf.counts(sizes.benign, sizes.melanoma)
+    c = conf.ratio.counts(sizes.benign, sizes.melanoma)
     return (f"real       {c.real_benign:>7,} benign  {c.real_melanoma:>6,} melanoma  = {c.real:,}\n"
             f"synthetic  {c.synth_benign:>7,} benign  {c.synth_melanoma:>6,} melanoma  = {c.synthetic:,}"
             + (f" from {conf.gan}, {conf.sampler} sampler" if c.synthetic else "") + "\n"
@@ -91,6 +91,12 @@ class BuilderScreen(GanaugScreen):
     BuilderScreen .paper { display: none; }
     BuilderScreen.-paper .paper { display: block; }
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: ClassSizes | None = None
+        self.sizes_error: str | None = None
+        self.choices: dict[str, DataChoice] = {}
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="form"):
@@ -135,9 +141,6 @@ class BuilderScreen(GanaugScreen):
             yield Button("Enqueue (ctrl+s)", id="enqueue", variant="primary")
 
     def on_mount(self) -> None:
-        self.sizes: ClassSizes | None = None
-        self.sizes_error: str | None = None
-        self.choices: dict[str, DataChoice] = {}
         self._find_data()
         self._changed()
         super().on_mount()

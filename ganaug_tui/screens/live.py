@@ -80,6 +80,11 @@ class LiveScreen(GanaugScreen):
     LiveScreen.-narrow #grid { max-height: 8; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.view: RunView | None = None
+        self._log_size = -1
+
     def compose_body(self) -> ComposeResult:
         yield Static("no run selected: pick one on the Queue screen (2)", id="head")
         with Horizontal(id="bar-row"):
@@ -96,8 +101,6 @@ class LiveScreen(GanaugScreen):
                     yield Static("", id="log", markup=False)
 
     def on_mount(self) -> None:
-        self.view: RunView | None = None
-        self._log_size = -1
         self.query_one("#gpu").display = False
         self.query_one("#grid").display = False
         self.query_one("#grid-caption").display = False

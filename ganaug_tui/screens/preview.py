@@ -47,6 +47,15 @@ class PreviewScreen(GanaugScreen):
     PreviewScreen #grid-pic { width: 1fr; height: auto; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = 0
+        self.page = 0
+        self.frame = -1  # index into the grids; -1 = the latest
+        self.sources: list[Previewable] = []
+        self._signature: int | None = None
+        self.frames: GridFrames | None = None
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bar"):
             yield Select([], prompt="no pool or sample grids in this workspace yet", id="source", compact=True)
@@ -66,12 +75,6 @@ class PreviewScreen(GanaugScreen):
             yield picture(id="grid-pic", classes="grid-view")
 
     def on_mount(self) -> None:
-        self.mode = 0
-        self.page = 0
-        self.frame = -1  # index into the grids; -1 = the latest
-        self.sources: list[Previewable] = []
-        self._signature: int | None = None
-        self.frames: GridFrames | None = None
         self._show_mode()
         super().on_mount()
 

@@ -45,6 +45,10 @@ class QueueScreen(GanaugScreen):
     QueueScreen #detail { height: 2; padding: 0 1; color: $text-muted; border-top: hkey $panel; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._options: dict[str, list[str]] = {"f-experiment": [], "f-kind": []}
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="filters"):
             yield Select([(name, name) for name in (*STATE_GROUPS, *st.STATES)], prompt="any state",
@@ -56,7 +60,6 @@ class QueueScreen(GanaugScreen):
         yield Static("", id="detail", markup=False)
 
     def on_mount(self) -> None:
-        self._options: dict[str, list[str]] = {"f-experiment": [], "f-kind": []}
         self.query_one(RunTable).focus()
         super().on_mount()
 
