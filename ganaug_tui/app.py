@@ -44,7 +44,8 @@ class GanaugApp(App[None]):
         *(Binding(str(n), f"switch_mode('{mode}')", title, id=f"screen.{mode}", show=False,
                   tooltip=f"Go to the {title} screen") for n, (mode, title) in enumerate(SCREENS, 1)),
         Binding("q", "quit", "Quit", id="quit", tooltip="Leave the UI; runs and the engine go on"),
-        Binding("r", "refresh", "Refresh", id="refresh", tooltip="Read the store now"),
+        Binding("r", "refresh", "Refresh", id="refresh", show=False,
+                tooltip="Read the store now (it is read every few seconds anyway)"),
         Binding("p", "toggle_queue", "Pause queue", id="queue.toggle",
                 tooltip="Stop or allow starting new runs; running ones go on"),
     ]

@@ -32,7 +32,7 @@ class GanaugScreen(Screen[None]):
         yield ScreenTabs(self.MODE)
         yield StatusLine(display_path(self.gapp.workspace), self.gapp.read_only)
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -14,7 +14,7 @@ from textual.widgets import Button, Footer, Static
 
 from engine.errors import InputError
 from ganaug_tui import actions
-from ganaug_tui.reads import display_path
+from ganaug_tui.reads import display_path, has_store
 
 
 class CreateWorkspaceScreen(Screen[bool]):
@@ -48,6 +48,14 @@ class CreateWorkspaceScreen(Screen[bool]):
                 yield Button("Create it (y)", id="create", variant="primary")
                 yield Button("Quit (q)", id="leave")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._appeared)
+
+    def _appeared(self) -> None:
+        """Another command (``ganaug demo``, ``ganaug run``) made the store meanwhile: nothing left to ask."""
+        if has_store(self.workspace):
+            self.dismiss(True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.run_action("create" if event.button.id == "create" else "leave")

@@ -11,6 +11,7 @@ from ganaug_tui.reads import Snapshot
 # (mode, title) in key order: key N opens the N-th screen.
 SCREENS = (("builder", "Builder"), ("queue", "Queue"), ("live", "Live"), ("preview", "Preview"),
            ("results", "Results"))
+SHORT = {"dependency-failed": "dep-failed"}
 STATE_ORDER = ("running", "paused", "queued", "blocked", "succeeded", "failed", "interrupted", "cancelled",
                "dependency-failed")
 
@@ -58,8 +59,9 @@ class StatusLine(Static):
             else:
                 slots = " ".join(s.get("name", "?") for s in eng.get("slots", []))
                 parts.append(markup("[$success]engine on[/] $rest", rest=f"pid {eng.get('pid')} {slots}".rstrip()))
-            parts.append(markup("[$warning]queue paused[/]") if snap.queue_paused else Content("queue open"))
+            if snap.queue_paused:
+                parts.append(markup("[$warning]queue paused[/]"))
             counts = snap.counts()
-            shown = [f"{counts[s]} {s}" for s in STATE_ORDER if counts.get(s)]
+            shown = [f"{counts[s]} {SHORT.get(s, s)}" for s in STATE_ORDER if counts.get(s)]
             parts.append(Content(", ".join(shown) if shown else "no runs"))
         self.update(Content(" · ").join(parts))

@@ -36,7 +36,6 @@ class Curves(Grid):
     DEFAULT_CSS = """
     Curves { grid-size: 2; grid-gutter: 0 1; height: 1fr; }
     Curves PlotextPlot { height: 1fr; }
-    Curves PlotextPlot.off-page { display: none; }
     """
 
     def __init__(self, id: str | None = None) -> None:
@@ -54,8 +53,7 @@ class Curves(Grid):
         every = panels_for(kind, list(series))
         self.panels = tuple(p for p in every if any(series.get(n) and series[n][0] for n in p[1])) or every[:1]
         for i, plot in enumerate(self.query(PlotextPlot)):
-            plot.display = i < len(self.panels)
-            plot.set_class(self.narrow and i // 2 != self.page, "off-page")
+            plot.display = i < len(self.panels) and not (self.narrow and i // 2 != self.page)
             if i >= len(self.panels):
                 continue
             title, names = self.panels[i]
