@@ -52,10 +52,11 @@ class CreateWorkspaceScreen(Screen[bool]):
     def on_mount(self) -> None:
         self.set_interval(1.0, self._appeared)
 
+    @work(thread=True, exclusive=True, group="appeared")
     def _appeared(self) -> None:
         """Another command (``ganaug demo``, ``ganaug run``) made the store meanwhile: nothing left to ask."""
         if has_store(self.workspace):
-            self.dismiss(True)
+            self.app.call_from_thread(self.dismiss, True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.run_action("create" if event.button.id == "create" else "leave")
