@@ -156,9 +156,9 @@ class BuilderScreen(GanaugScreen):
         try:
             sizes = reads.train_class_sizes(self.gapp.workspace, fmt, root, seed)
         except (InputError, ValueError) as exc:
-            self.post_message(Loaded("builder-sizes", error=str(exc)))
+            self.post_message(Loaded("builder-sizes", ((fmt, root, seed), None), error=str(exc)))
             return
-        self.post_message(Loaded("builder-sizes", sizes))
+        self.post_message(Loaded("builder-sizes", ((fmt, root, seed), sizes)))
 
     def on_loaded(self, message: Loaded) -> None:
         if message.topic == "builder-data":
@@ -169,7 +169,11 @@ class BuilderScreen(GanaugScreen):
                 select.value = message.data[0].key
             self._data_changed()
         elif message.topic == "builder-sizes":
-            self.sizes, self.sizes_error = message.data, message.error
+            asked, sizes = message.data
+            data = self._data_config()
+            if data is None or asked != (data["data"]["format"], data["data"]["root"], data["data"]["split_seed"]):
+                return  # an answer for what the fields said before the last keystroke
+            self.sizes, self.sizes_error = sizes, message.error
             self._changed()
 
     def _data_config(self) -> dict[str, Any] | None:

@@ -137,7 +137,9 @@ class PreviewScreen(GanaugScreen):
         elif message.topic == "preview-sources":
             self._set_sources(message.data)
         elif message.topic == "preview-page":
-            self._show_pool(*message.data)
+            pool, real = message.data
+            if (src := self._source()) is not None and pool.run_id == src.run_id:
+                self._show_pool(pool, real)
         elif message.topic == "preview-frames":
             self.frames = message.data
             self._show_frame()

@@ -57,12 +57,12 @@ class VirtualTable(ScrollView, Generic[Row], can_focus=True):
     gives the component class that colours a row's ``styled`` column."""
 
     BINDINGS = [
-        Binding("up,k", "move(-1)", "Up", show=False),
-        Binding("down,j", "move(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "jump(0)", "First", show=False),
-        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("up,k", "move(-1)", "Up", id="table.up", show=False, tooltip="Previous row"),
+        Binding("down,j", "move(1)", "Down", id="table.down", show=False, tooltip="Next row"),
+        Binding("pageup", "page(-1)", "Page up", id="table.page_up", show=False, tooltip="One screen up"),
+        Binding("pagedown", "page(1)", "Page down", id="table.page_down", show=False, tooltip="One screen down"),
+        Binding("home", "jump(0)", "First", id="table.first", show=False, tooltip="First row"),
+        Binding("end", "jump(-1)", "Last", id="table.last", show=False, tooltip="Last row"),
     ]
     COMPONENT_CLASSES = {"virtual-table--header", "virtual-table--cursor", "virtual-table--odd"}
     DEFAULT_CSS = """
