@@ -66,6 +66,7 @@ class GanaugApp(App[None]):
         self.poll_s = poll_s
         self.clock = clock
         self.gpu = gpu
+        self.rates = reads.PhaseRates()  # time left in each running run's phase, from the snapshots seen
 
     def on_mount(self) -> None:
         self.set_interval(self.poll_s, self.action_refresh)
@@ -94,6 +95,7 @@ class GanaugApp(App[None]):
             self.post_message(ActionDone(str(exc), ok=False))
 
     def on_snapshot_loaded(self, message: SnapshotLoaded) -> None:
+        self.rates.update(message.snapshot.runs)
         self.snapshot = message.snapshot
         if self.selected_run is None and message.snapshot.runs:
             self.selected_run = _most_interesting(message.snapshot.runs)

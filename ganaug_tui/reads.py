@@ -77,15 +77,38 @@ def load_snapshot(workspace: Path, clock: Clock = time.time) -> Snapshot:
     return Snapshot(runs, engine_info(workspace), paused, clock())
 
 
-def eta_seconds(run: st.Run, now: float) -> float | None:
-    """Time left in the run's current phase at the rate seen so far (progress is per phase: an epoch, a
-    TTA block), or None when there is no rate to go on."""
-    p = run.progress or {}
-    done, total, at = p.get("done") or 0, p.get("total") or 0, p.get("time")
-    if run.status != st.RUNNING or not total or done <= 0 or run.started is None or at is None:
-        return None
-    rate = done / max(at - run.started, 1e-6)
-    return max(0.0, (total - done) / rate - (now - at))
+class PhaseRates:
+    """Time left in each running run's current phase (an epoch, a TTA block), from the progress seen so far.
+
+    The store keeps only the latest progress (``done/total`` of the current phase and when it was written), so
+    the rate comes from two sightings of the same phase: the first one this UI saw and the latest. A new phase
+    (another ``desc`` or ``total``, or ``done`` going back) starts over; until a phase was seen twice there is
+    no estimate."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[tuple[str, int], int, float]] = {}
+
+    def update(self, runs: Iterable[st.Run]) -> None:
+        seen = {}
+        for run in runs:
+            p = run.progress or {}
+            if run.status != st.RUNNING or not p.get("total") or p.get("time") is None:
+                continue
+            phase, done = (str(p.get("desc", "")), int(p["total"])), int(p.get("done") or 0)
+            first = self._first.get(run.id)
+            seen[run.id] = first if first and first[0] == phase and first[1] <= done else (phase, done, p["time"])
+        self._first = seen
+
+    def eta(self, run: st.Run, now: float) -> float | None:
+        p = run.progress or {}
+        first = self._first.get(run.id)
+        if run.status != st.RUNNING or first is None or first[0] != (str(p.get("desc", "")), p.get("total")):
+            return None
+        done, at = int(p.get("done") or 0), float(p.get("time") or 0.0)
+        if done <= first[1] or at <= first[2]:
+            return None
+        rate = (done - first[1]) / (at - first[2])
+        return max(0.0, (int(p["total"]) - done) / rate - (now - at))
 
 
 def fmt_duration(secs: float | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -224,6 +225,24 @@ def test_nvidia_smi_rows_parse() -> None:
     assert rows[0] == {"index": 0, "name": "NVIDIA H100 80GB HBM3", "mem_used": 1024.0, "mem_total": 81559.0,
                        "util": 3.0}
     assert np.isnan(rows[1]["mem_used"])
+
+
+def test_time_left_comes_from_two_sightings_of_the_same_phase(ws) -> None:
+    workspace, ids = ws
+    rates = reads.PhaseRates()
+
+    def seen(done: int, at: float, desc: str = "epoch 4") -> st.Run:
+        with st.open_store(workspace) as store:
+            store.set_progress(ids["running"], done, 40, desc)
+            run = store.get_run(ids["running"])
+        run = replace(run, progress={**run.progress, "time": at})
+        rates.update([run])
+        return run
+
+    assert rates.eta(seen(10, 100.0), now=100.0) is None  # one sighting: no rate yet
+    assert rates.eta(seen(20, 110.0), now=110.0) == pytest.approx(20.0)  # 1 batch/s, 20 to go
+    assert rates.eta(seen(20, 110.0), now=115.0) == pytest.approx(15.0)  # time passes between writes
+    assert rates.eta(seen(2, 120.0, "epoch 5"), now=120.0) is None  # a new phase starts over
 
 
 def test_thinning_keeps_each_buckets_extremes() -> None:

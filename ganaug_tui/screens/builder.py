@@ -68,6 +68,7 @@ def counts_text(conf: Configuration, sizes: ClassSizes) -> str:
 
 class BuilderScreen(GanaugScreen):
     MODE = "builder"
+    AUTO_FOCUS = ""  # nothing takes the keys on arrival, so 1-5 still switch screens; tab enters the form
     BINDINGS = [
         Binding("ctrl+s", "enqueue", "Enqueue", id="builder.enqueue", priority=True,
                 tooltip="Queue the runs of this configuration"),
@@ -99,28 +100,30 @@ class BuilderScreen(GanaugScreen):
         self.choices: dict[str, DataChoice] = {}
 
     def compose_body(self) -> ComposeResult:
-        with VerticalScroll(id="form"):
+        with VerticalScroll(id="form", can_focus=False):
             with Horizontal(classes="row"):
                 yield Label("data")
-                yield Select([], prompt="custom data set", id="data", compact=True)
+                yield Select([], prompt="custom data set", id="data", compact=True, type_to_search=False)
             with Horizontal(classes="row custom"):
                 yield Label("format")
                 yield Select([(f, f) for f in sorted(FORMATS)], value="isic2019", allow_blank=False, id="format",
-                             compact=True)
+                             compact=True, type_to_search=False)
                 yield Input(placeholder="data set root folder", id="root", compact=True)
             with Horizontal(classes="row"):
                 yield Label("ratio")
                 yield Input("1:1/2", placeholder="R:S or (R:SB:SM), e.g. 1:1/2", id="ratio", compact=True,
                             validators=[RatioGrammar()], validate_on=["changed"])
-                yield Select([(r, r) for r in PAPER_RATIOS], prompt="paper's ratios", id="preset", compact=True)
+                yield Select([(r, r) for r in PAPER_RATIOS], prompt="paper's ratios", id="preset", compact=True,
+                             type_to_search=False)
             yield Static("", id="ratio-check", markup=False)
             with Horizontal(classes="row"):
                 yield Label("GAN")
                 yield Select([(f"{name} ({tag})", name) for tag, name in GAN_TAGS.items()], value=DEFAULT_GAN,
-                             allow_blank=False, id="gan", compact=True)
+                             allow_blank=False, id="gan", compact=True, type_to_search=False)
                 yield Label("sampler")
                 yield Select([(f"{n} ({t})" if t else n, n) for n, t in SAMPLER_NAMES.items()],
-                             value=DEFAULT_SAMPLER, allow_blank=False, id="sampler", compact=True)
+                             value=DEFAULT_SAMPLER, allow_blank=False, id="sampler", compact=True,
+                             type_to_search=False)
             with Horizontal(classes="row"):
                 yield Label("replicates")
                 yield Input("3", id="replicates", type="integer", compact=True)
@@ -130,7 +133,7 @@ class BuilderScreen(GanaugScreen):
             with Horizontal(classes="row"):
                 yield Label("protocol")
                 yield Select([(t, k) for k, t in PROTOCOLS.items()], value="demo", allow_blank=False, id="protocol",
-                             compact=True)
+                             compact=True, type_to_search=False)
             with Horizontal(classes="row paper"):
                 yield Label("weights")
                 yield Input(placeholder="ImageNet weights file for inception_v4", id="weights", compact=True)
@@ -191,6 +194,8 @@ class BuilderScreen(GanaugScreen):
     def _data_changed(self) -> None:
         custom = not isinstance(self.query_one("#data", Select).value, str)
         self.set_class(custom, "-custom-data")
+        for widget in self.query(".custom Select, .custom Input"):
+            widget.disabled = not custom  # hidden fields stay out of the tab order
         self.sizes, self.sizes_error = None, None
         data = self._data_config()
         if data is not None:

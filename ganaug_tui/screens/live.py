@@ -15,7 +15,7 @@ from textual.widgets import ProgressBar, Static
 from engine import store as st
 from ganaug_tui import gpu, reads
 from ganaug_tui.messages import GpuStats, RunViewLoaded
-from ganaug_tui.reads import RunView, Snapshot, eta_seconds, fmt_duration
+from ganaug_tui.reads import RunView, Snapshot, fmt_duration
 from ganaug_tui.screens.base import GanaugScreen
 from ganaug_tui.widgets.curves import Curves
 from ganaug_tui.widgets.picture import picture
@@ -171,8 +171,8 @@ class LiveScreen(GanaugScreen):
         p = run.progress or {}
         if run.status in st.ACTIVE and p.get("total"):
             bar.update(total=p["total"], progress=p.get("done", 0))
-            eta = eta_seconds(run, now)
-            left = f" · {fmt_duration(eta)} left" if eta is not None else ""
+            eta = self.gapp.rates.eta(run, now)
+            left = f" · {fmt_duration(eta)} left in it" if eta is not None else ""
             self.query_one("#eta", Static).update(f"{p.get('desc', '')}{left}")
         else:
             bar.update(total=1, progress=1 if run.status == st.SUCCEEDED else 0)

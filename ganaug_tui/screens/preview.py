@@ -24,6 +24,7 @@ MODES = ("pool", "real vs synthetic", "sample grids")
 
 
 class PreviewScreen(GanaugScreen):
+    AUTO_FOCUS = ""  # keys 1-5 and the screen's own keys work on arrival; tab or its key reaches a picker
     MODE = "preview"
     BINDINGS = [
         Binding("m", "mode", "View", id="preview.mode",
@@ -58,7 +59,8 @@ class PreviewScreen(GanaugScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bar"):
-            yield Select([], prompt="no pool or sample grids in this workspace yet", id="source", compact=True)
+            yield Select([], prompt="no pool or sample grids in this workspace yet", id="source", compact=True,
+                         type_to_search=False)
             yield Static("", id="mode")
         yield Static("", id="caption", markup=False)
         with VerticalScroll(id="pictures"):

@@ -10,7 +10,7 @@ from textual.widgets import Select, Static
 
 from engine import store as st
 from ganaug_tui import actions
-from ganaug_tui.reads import Snapshot, eta_seconds, fmt_duration
+from ganaug_tui.reads import Snapshot, fmt_duration
 from ganaug_tui.screens.base import GanaugScreen
 from ganaug_tui.screens.modals import Confirm
 from ganaug_tui.widgets.run_table import RunTable
@@ -52,11 +52,12 @@ class QueueScreen(GanaugScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="filters"):
             yield Select([(name, name) for name in (*STATE_GROUPS, *st.STATES)], prompt="any state",
-                         id="f-state", compact=True)
-            yield Select([], prompt="any experiment", id="f-experiment", compact=True)
-            yield Select([], prompt="any kind", id="f-kind", compact=True)
+                         id="f-state", compact=True, type_to_search=False)
+            yield Select([], prompt="any experiment", id="f-experiment", compact=True, type_to_search=False)
+            yield Select([], prompt="any kind", id="f-kind", compact=True, type_to_search=False)
             yield Static("", id="shown")
-        yield RunTable(id="runs", empty_text="no runs yet: queue some from the Builder (1) or `ganaug run`")
+        yield RunTable(self.gapp.rates, id="runs",
+                       empty_text="no runs yet: queue some from the Builder (1) or `ganaug run`")
         yield Static("", id="detail", markup=False)
 
     def on_mount(self) -> None:
@@ -118,7 +119,7 @@ class QueueScreen(GanaugScreen):
         bits = [run.id]
         if p.get("total") and run.status in st.ACTIVE:
             bits.append(f"{p.get('desc', '')} {p.get('done')}/{p.get('total')}".strip())
-            if (eta := eta_seconds(run, table.now)) is not None:
+            if (eta := self.gapp.rates.eta(run, table.now)) is not None:
                 bits.append(f"{fmt_duration(eta)} left in this phase")
         if run.parents:
             bits.append("after " + ", ".join(run.parents))

@@ -16,6 +16,7 @@ from ganaug_tui.widgets.virtual_table import Column, VirtualTable
 
 
 class ResultsScreen(GanaugScreen):
+    AUTO_FOCUS = ""  # keys 1-5 and the screen's own keys work on arrival; tab or its key reaches a picker
     MODE = "results"
     BINDINGS = [
         Binding("x", "choose('experiment')", "Experiment", id="results.experiment",
@@ -32,8 +33,8 @@ class ResultsScreen(GanaugScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bar"):
-            yield Select([], prompt="no experiment yet", id="experiment", compact=True)
-            yield Select([], prompt="test set", id="test-set", compact=True)
+            yield Select([], prompt="no experiment yet", id="experiment", compact=True, type_to_search=False)
+            yield Select([], prompt="test set", id="test-set", compact=True, type_to_search=False)
         yield Static("", id="notes", markup=False)
         yield Static("", id="plot", markup=False)
         yield VirtualTable((), key_of=lambda r: r["run"], cell=lambda r, k: r.get(k, ""), id="table",

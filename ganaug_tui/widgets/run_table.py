@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from engine import store as st
-from ganaug_tui.reads import eta_seconds, fmt_duration, progress_fraction
+from ganaug_tui.reads import PhaseRates, fmt_duration, progress_fraction
 from ganaug_tui.widgets.virtual_table import Column, VirtualTable
 
 SHORT_STATUS = {st.DEPENDENCY_FAILED: "dep-failed"}
@@ -41,10 +41,11 @@ class RunTable(VirtualTable[st.Run]):
     RunTable > .run-table--dependency-failed { color: $error 70%; }
     """
 
-    def __init__(self, *, empty_text: str = "no runs", id: str | None = None) -> None:
+    def __init__(self, rates: PhaseRates, *, empty_text: str = "no runs", id: str | None = None) -> None:
         super().__init__(COLUMNS, key_of=lambda r: r.id, cell=self.cell_text, styled="status",
                          style_of=lambda r: f"run-table--{r.status}", empty_text=empty_text, id=id)
         self.now = 0.0
+        self.rates = rates
 
     def set_runs(self, runs: list[st.Run], now: float) -> None:
         self.now = now
@@ -57,7 +58,7 @@ class RunTable(VirtualTable[st.Run]):
             frac = progress_fraction(run)
             return f"{100 * frac:.0f}%" if frac is not None and run.status in st.ACTIVE else ""
         if key == "eta":
-            return fmt_duration(eta_seconds(run, self.now))
+            return fmt_duration(self.rates.eta(run, self.now))
         if key == "elapsed":
             return fmt_duration(((run.ended or self.now) - run.started) if run.started else None)
         if key == "slot":
