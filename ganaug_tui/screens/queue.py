@@ -158,9 +158,10 @@ class QueueScreen(GanaugScreen):
     def action_engine(self) -> None:
         snap = self.gapp.snapshot
         if snap is not None and snap.engine is not None:
-            running = snap.counts().get(st.RUNNING, 0)
-            body = (f"The engine (pid {snap.engine.get('pid')}) stops gracefully: its {running} running run(s) "
-                    "checkpoint and end interrupted; the next engine start resumes them.")
+            pid = snap.engine.get("pid")
+            running = sum(1 for r in snap.runs if r.status in st.ACTIVE and r.engine_pid == pid)
+            body = (f"The engine (pid {pid}) stops gracefully: its {running} running run(s) checkpoint and end "
+                    "interrupted; the next engine start resumes them. Foreground runs (`ganaug run`) go on.")
             self.app.push_screen(Confirm("Stop the engine?", body, yes="Stop engine", no="Keep it running"),
                                  lambda yes: yes and self.gapp.act(actions.stop_engine, read_only=self.gapp.read_only))
         else:
