@@ -161,8 +161,18 @@ def load_run_view(workspace: Path, run_id: str, clock: Clock = time.time) -> Run
         series[str(name)] = thin(steps, values)
     tail, size = log_tail(run_dir / "log.txt")
     grids = sample_grids(run_dir)
-    return RunView(run, series, last, tail, size, read_json(run_dir / "result.json"),
-                   grids[-1][1] if grids else None, clock())
+    result = read_json(run_dir / "result.json")
+    if result is not None and isinstance(result.get("auc"), dict):
+        result["auc"] = paper_order(result["auc"])
+    return RunView(run, series, last, tail, size, result, grids[-1][1] if grids else None, clock())
+
+
+def paper_order(by_test_set: dict[str, Any]) -> dict[str, Any]:
+    """Test sets in the paper's order (isic19, isic20, derm7pt-derm, derm7pt-clinic, dermofit), others after."""
+    from engine.train.config import TEST_SET_NAMES
+
+    rank = {name: i for i, name in enumerate(TEST_SET_NAMES.values())}
+    return dict(sorted(by_test_set.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def thin(steps: Any, values: Any, limit: int = MAX_CURVE_POINTS) -> tuple[list[float], list[float]]:

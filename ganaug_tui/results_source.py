@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine import store as st
-from ganaug_tui.reads import open_reader, read_json
+from ganaug_tui.reads import open_reader, paper_order, read_json
 
 NO_EXPERIMENT = "(runs outside any experiment)"
 
@@ -72,7 +72,7 @@ class RunAucs:
         for doc in self._results(self._runs(experiment)).values():
             for name in doc.get("auc") or {}:
                 names[name] = None
-        return list(names)
+        return list(paper_order(names))
 
     def view(self, experiment: str, test_set: str | None) -> ResultsView:
         runs = self._runs(experiment)

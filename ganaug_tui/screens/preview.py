@@ -104,6 +104,9 @@ class PreviewScreen(GanaugScreen):
     def _load(self) -> None:
         src = self._source()
         if src is None:
+            for pic in ("#pool-benign", "#pool-melanoma", "#real-benign", "#real-melanoma", "#synth-benign",
+                        "#synth-melanoma", "#grid-pic"):
+                self._set_image(pic, None)
             self.query_one("#caption", Static).update(
                 "Pools (gan-pool runs) and GAN sample grids (gan-train runs) appear here once runs have made them."
                 if not self.sources else "")

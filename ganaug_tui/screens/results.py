@@ -89,8 +89,13 @@ class ResultsScreen(GanaugScreen):
         return value if isinstance(value, str) else None
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "experiment" and (exp := self._value("#experiment")) is not None:
-            self._list_test_sets(exp)
+        if event.select.id == "experiment":
+            if (exp := self._value("#experiment")) is not None:
+                self._list_test_sets(exp)
+            else:  # the blank choice: nothing shown rather than the last experiment under no name
+                self.query_one("#notes", Static).update("pick an experiment (x)")
+                self.query_one("#plot").display = False
+                self.query_one(VirtualTable).set_rows([])
         else:
             self._reload()
 
