@@ -18,7 +18,7 @@ from engine import store as st
 from engine.store import core
 from engine.synth.pool import PoolRow, PoolWriter
 
-T0 = 1795000000.0  # 2026-11-18 08:26:40 UTC: every time in the fixture is T0 + something
+T0 = 1795000000.0  # 2026-11-18 11:06:40 UTC: every time in the fixture is T0 + something
 NOW = T0 + 3600.0  # what the app's clock says in the tests
 
 
