@@ -1,180 +1,128 @@
-"""The ganaug terminal UI: watch the queue and the runs of a workspace, act on them.
+"""The ganaug terminal UI: five screens over one workspace's run store, switched with keys 1-5.
 
-All store access happens in thread workers that post messages back (the event loop never waits on
-SQLite or the file system); the UI holds no state the store does not have, so quitting never stops a run.
+The app holds only what the screens share: the workspace, the latest snapshot of the store (polled by a
+thread worker, so the event loop never waits on SQLite or the file system), the run the user is looking at,
+and the one helper that runs a store command off the event loop. Quitting never stops a run.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header
+from textual.reactive import reactive
 
-from engine import store as st
-from engine.errors import InputError
-from engine.runner.daemon import engine_info
-from ganaug_tui.messages import ActionDone, RunDetail, RunDetailLoaded, RunsLoaded
-from ganaug_tui.widgets.run_detail import RunDetailPane
-from ganaug_tui.widgets.runs_table import RunsTable
+from engine.errors import InputError, RunFailed
+from ganaug_tui import reads
+from ganaug_tui.messages import ActionDone, SnapshotLoaded
+from ganaug_tui.palette import ScreenCommands
+from ganaug_tui.results_source import ResultsSource, RunAucs
+from ganaug_tui.screens.builder import BuilderScreen
+from ganaug_tui.screens.live import LiveScreen
+from ganaug_tui.screens.preview import PreviewScreen
+from ganaug_tui.screens.queue import QueueScreen
+from ganaug_tui.screens.results import ResultsScreen
+from ganaug_tui.screens.welcome import CreateWorkspaceScreen
+from ganaug_tui.widgets.chrome import SCREENS
 
 POLL_S = 2.0
-LOG_TAIL_LINES = 40
-
-
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a run's log without reading a big log whole."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
 
 
 class GanaugApp(App[None]):
-    """Runs table on the left, the selected run on the right; polls the store every couple of seconds."""
-
     TITLE = "ganaug"
-    CSS = """
-    #runs { width: 3fr; }
-    RunDetailPane { width: 2fr; border-left: solid $primary; padding: 0 1; }
-    #summary { height: auto; }
-    #curves { height: 14; }
-    #log { height: 1fr; color: $text-muted; }
-    """
+    MODES = {"builder": BuilderScreen, "queue": QueueScreen, "live": LiveScreen, "preview": PreviewScreen,
+             "results": ResultsScreen}
+    DEFAULT_MODE = "queue"
+    COMMANDS = App.COMMANDS | {ScreenCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
+        *(Binding(str(n), f"switch_mode('{mode}')", title, id=f"screen.{mode}", show=False,
+                  tooltip=f"Go to the {title} screen") for n, (mode, title) in enumerate(SCREENS, 1)),
         Binding("q", "quit", "Quit", id="quit", tooltip="Leave the UI; runs and the engine go on"),
-        Binding("r", "refresh", "Refresh", id="refresh", tooltip="Reload the store now"),
-        Binding("c", "cancel", "Cancel run", id="cancel", tooltip="Cancel the selected run (graceful)"),
-        Binding("t", "retry", "Retry run", id="retry", tooltip="Queue the selected run again"),
-        Binding("p", "toggle_queue", "Pause/resume queue", id="toggle_queue",
+        Binding("r", "refresh", "Refresh", id="refresh", show=False,
+                tooltip="Read the store now (it is read every few seconds anyway)"),
+        Binding("p", "toggle_queue", "Pause queue", id="queue.toggle",
                 tooltip="Stop or allow starting new runs; running ones go on"),
     ]
 
-    def __init__(self, workspace: Path, poll_s: float = POLL_S) -> None:
+    # Where the Results screen gets its numbers (see ganaug_tui.results_source).
+    results_source: Callable[[Path], ResultsSource] = RunAucs
+
+    snapshot: reactive[reads.Snapshot | None] = reactive(None, always_update=True)
+    selected_run: reactive[str | None] = reactive(None)
+
+    def __init__(self, workspace: Path, *, read_only: bool = False, poll_s: float = POLL_S,
+                 clock: Callable[[], float] = time.time, gpu: bool | None = None) -> None:
+        """``clock`` and ``gpu`` (None = probe for one) exist so tests and snapshots are deterministic."""
         super().__init__()
         self.workspace = workspace
+        self.missing = not reads.has_store(workspace)
+        self.read_only = read_only or (not self.missing and not reads.writable(workspace))
         self.poll_s = poll_s
-        self.queue_paused = False
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal():
-            yield RunsTable(id="runs")
-            yield RunDetailPane()
-        yield Footer()
+        self.clock = clock
+        self.gpu = gpu
+        self.rates = reads.PhaseRates()  # time left in each running run's phase, from the snapshots seen
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.workspace)
-        self.query_one(RunsTable).focus()
-        self.action_refresh()
         self.set_interval(self.poll_s, self.action_refresh)
+        if self.missing:
+            self.push_screen(CreateWorkspaceScreen(self.workspace), self._workspace_created)
+        else:
+            self.action_refresh()
 
-    # ------------------------------------------------------------------ workers (off the event loop)
-    def _store(self, readonly: bool = True) -> st.Store:
-        return st.open_store(self.workspace, readonly=readonly)
+    def _workspace_created(self, created: bool | None) -> None:
+        if created:
+            self.missing = False
+            self.action_refresh()
+        else:
+            self.exit()
+
+    # ------------------------------------------------------------------ the store, off the event loop
+    def action_refresh(self) -> None:
+        if not self.missing:
+            self._load_snapshot()
 
     @work(thread=True, exclusive=True, group="poll")
-    def action_refresh(self) -> None:
-        store = self._store()
+    def _load_snapshot(self) -> None:
         try:
-            msg = RunsLoaded(store.list_runs(), engine_info(self.workspace), store.queue_paused())
-        finally:
-            store.close()
-        self.post_message(msg)
+            self.post_message(SnapshotLoaded(reads.load_snapshot(self.workspace, self.clock)))
+        except InputError as exc:  # e.g. the store was damaged or removed while we watch it
+            self.post_message(ActionDone(str(exc), ok=False))
 
-    @work(thread=True, exclusive=True, group="detail")
-    def load_detail(self, run_id: str) -> None:
-        store = self._store()
-        try:
-            run = store.get_run(run_id)
-            frame = store.metrics(run_id)
-        except InputError:  # removed meanwhile (e.g. `ganaug runs rm` in another shell): the next refresh drops it
-            return
-        finally:
-            store.close()
-        series = {
-            str(name): (g["step"].astype(int).tolist(), g["value"].astype(float).tolist())
-            for name, g in frame.groupby("name")
-        }
-        self.post_message(RunDetailLoaded(RunDetail(run, series, _log_tail(store.run_dir(run_id) / "log.txt"))))
+    def on_snapshot_loaded(self, message: SnapshotLoaded) -> None:
+        self.rates.update(message.snapshot.runs)
+        self.snapshot = message.snapshot
+        if self.selected_run is None and message.snapshot.runs:
+            self.selected_run = _most_interesting(message.snapshot.runs)
+
+    def act(self, fn: Callable[..., str], *args: Any, **kwargs: Any) -> None:
+        """Run a store command (``ganaug_tui.actions``) in a thread; its line comes back as a notification."""
+        self._act(fn, args, kwargs)
 
     @work(thread=True, group="actions")
-    def _store_action(self, verb: str, run_id: str | None) -> None:
-        store = self._store(readonly=False)
+    def _act(self, fn: Callable[..., str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
-            if verb == "cancel" and run_id:
-                text = f"{run_id}: {store.request_cancel(run_id)}"
-            elif verb == "retry" and run_id:
-                text = f"{run_id}: {store.retry(run_id)}"
-            elif verb == "queue":
-                store.set_queue_paused(not store.queue_paused())
-                text = "queue paused" if store.queue_paused() else "queue resumed"
-            else:
-                return
-            self.post_message(ActionDone(text))
-        except InputError as exc:
+            self.post_message(ActionDone(fn(self.workspace, *args, **kwargs)))
+        except (InputError, RunFailed) as exc:
             self.post_message(ActionDone(str(exc), ok=False))
-        finally:
-            store.close()
-
-    # ------------------------------------------------------------------ message handlers (UI thread)
-    def on_runs_loaded(self, message: RunsLoaded) -> None:
-        table = self.query_one(RunsTable)
-        table.show(message.runs)
-        self.queue_paused = message.queue_paused
-        counts: dict[str, int] = {}
-        for run in message.runs:
-            counts[run.status] = counts.get(run.status, 0) + 1
-        engine = "engine up" if message.engine else "engine down"
-        queue = "queue paused" if message.queue_paused else "queue open"
-        summary = "  ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        self.title = f"ganaug — {engine}, {queue} — {summary or 'no runs'}"
-        if (run_id := table.selected_run_id) is not None:
-            self.load_detail(run_id)
-
-    def on_run_detail_loaded(self, message: RunDetailLoaded) -> None:
-        if message.detail.run.id == self.query_one(RunsTable).selected_run_id:
-            self.query_one(RunDetailPane).show(message.detail)
 
     def on_action_done(self, message: ActionDone) -> None:
-        self.notify(message.text, severity="information" if message.ok else "error")
+        self.notify(message.text, severity="information" if message.ok else "error",
+                    timeout=4 if message.ok else 8)
         self.action_refresh()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
-            self.load_detail(str(event.row_key.value))
-
-    # ------------------------------------------------------------------ actions
-    def action_cancel(self) -> None:
-        self._store_action("cancel", self.query_one(RunsTable).selected_run_id)
-
-    def action_retry(self) -> None:
-        self._store_action("retry", self.query_one(RunsTable).selected_run_id)
-
     def action_toggle_queue(self) -> None:
-        self._store_action("queue", None)
+        from ganaug_tui import actions
+
+        self.act(actions.toggle_queue, read_only=self.read_only)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="ganaug-tui", description="Terminal UI over a ganaug workspace.")
-    parser.add_argument("--workspace", type=Path, default=None, help="run store (default: $GANAUG_WORKSPACE or ./runs)")
-    args = parser.parse_args(argv)
-    try:
-        workspace = st.resolve_workspace(args.workspace)
-        st.open_store(workspace).close()  # fail here, in one line, on a bad, damaged or newer store
-    except InputError as exc:
-        print(f"ganaug-tui: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    app = GanaugApp(workspace)
-    app.run()
-    sys.exit(app.return_code or 0)  # an app that crashed must not exit 0
+def _most_interesting(runs: list[Any]) -> str:
+    """What the Live screen opens on before the user picks a run: the newest running run, else the newest."""
+    running = [r for r in runs if r.status == "running"]
+    return (running or runs)[-1].id

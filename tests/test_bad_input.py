@@ -103,6 +103,10 @@ CASES = [
     ("demo", "--res 2000", "--res 2000"),
     ("cache gc", "--bogus", "No such option"),
     ("cache", "nope", "No such command"),
+    ("init", "{ws}/ganaug.db", "not a folder"),
+    ("results", "nope", "nope"),
+    ("results", "nope --format pdf", "--format"),
+    ("tui", "--poll 0", "--poll"),
 ]
 
 
@@ -110,7 +114,7 @@ CASES = [
 def test_malformed_input_is_one_line_exit_2_and_changes_nothing(world, monkeypatch, capsys, verb, args, fragment):
     ws = world["ws"]
     argv = [*verb.split(), *args.format(**{k: str(v) for k, v in world.items()}).split(), "--workspace", str(ws)]
-    if verb.startswith("data"):  # the data commands know no workspace
+    if verb.split()[0] in ("data", "init"):  # these commands know no workspace
         argv = argv[:-2]
     before = snapshot(ws)
     code, out, err = run(monkeypatch, capsys, *argv)

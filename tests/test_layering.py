@@ -27,3 +27,10 @@ def test_cli_start_does_not_import_torch() -> None:
     mods = _modules_after("import engine.cli")
     assert "torch" not in mods
     assert "timm" not in mods
+
+
+def test_ganaug_tui_help_does_not_import_textual() -> None:
+    """`ganaug tui` lives in the engine's CLI, but the UI (textual) loads only when the command runs."""
+    mods = _modules_after("from engine.cli import app\ntry:\n    app(['tui', '--help'])\nexcept SystemExit:\n    pass")
+    assert "engine.cli.tui" in mods
+    assert not {m for m in mods if m == "textual" or m.startswith(("textual.", "ganaug_tui"))}

@@ -1,90 +1,441 @@
-"""The TUI is a view over the store: it shows what the store holds and acts only through store commands."""
+"""The TUI is a view over the store: each screen's main flow on a deterministic workspace (tests/tui_fixtures.py).
+
+The app runs headless with a pinned clock, no GPU probe and the half-cell image renderer, so what it shows
+depends only on the workspace.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from textual.widgets import Button, Input, Select, Static
+from tui_fixtures import NOW, make_workspace
 
 from engine import store as st
+from engine.config import Configuration
+from engine.synth.pool import Pool
+from ganaug_tui import gpu, reads
 from ganaug_tui.app import GanaugApp
-from ganaug_tui.widgets.run_detail import RunDetailPane
-from ganaug_tui.widgets.runs_table import RunsTable
+from ganaug_tui.palette import ScreenCommands
+from ganaug_tui.screens.builder import BuilderScreen
+from ganaug_tui.screens.live import LiveScreen
+from ganaug_tui.screens.modals import Confirm
+from ganaug_tui.screens.preview import PreviewScreen
+from ganaug_tui.screens.welcome import CreateWorkspaceScreen
+from ganaug_tui.widgets.curves import Curves
+from ganaug_tui.widgets.run_table import RunTable
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "runs"
-    store = st.open_store(ws)
-    done = store.create_run("count", {"n": 3}, label="baseline 1:0")
-    store.claim(done, slot="cpu0", engine_pid=None)
-    store.write_metrics(done, [("val_auc", step, 0.5 + 0.1 * step, 0.0) for step in range(3)])
-    store.finish(done, st.SUCCEEDED)
-    store.create_run("count", {"n": 5}, label="1:1/2 sgn")
-    store.close()
-    return ws
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANAUG_TUI_IMAGES", "halfcell")
+    workspace = tmp_path / "runs"
+    return workspace, make_workspace(workspace)
 
 
-async def _settle(app: GanaugApp, pilot) -> None:
+def make_app(workspace: Path, **kw: object) -> GanaugApp:
+    return GanaugApp(workspace, poll_s=60, clock=lambda: NOW, gpu=kw.pop("gpu", False), **kw)  # type: ignore[arg-type]
+
+
+async def settle(app: GanaugApp, pilot) -> None:
+    for _ in range(3):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
     await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
-async def test_shows_runs_and_selected_run_metrics(workspace: Path) -> None:
-    app = GanaugApp(workspace, poll_s=60)
-    async with app.run_test(size=(140, 40)) as pilot:
-        await _settle(app, pilot)
-        table = app.query_one(RunsTable)
-        assert table.row_count == 2
-        statuses = {str(table.get_cell(k, "status")) for k in table.rows}
-        assert statuses == {"succeeded", "queued"}
-        await _settle(app, pilot)
-        summary = str(app.query_one(RunDetailPane).query_one("#summary").render())
-        assert "baseline 1:0" in summary and "val_auc 0.7" in summary
+def status_of(workspace: Path, run_id: str) -> st.Run:
+    with st.open_store(workspace, readonly=True) as store:
+        return store.get_run(run_id)
 
 
-async def test_cancel_goes_through_the_store(workspace: Path) -> None:
-    app = GanaugApp(workspace, poll_s=60)
-    async with app.run_test(size=(140, 40)) as pilot:
-        await _settle(app, pilot)
-        await pilot.press("down")  # the queued run
+# ------------------------------------------------------------------------------------------ queue
+async def test_queue_lists_every_run_and_filters(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one(RunTable)
+        assert {r.id for r in table.rows} == set(ids.values())
+        assert table.cell_text(table.rows[table._row_of[ids["running"]]], "progress") == "30%"
+        app.screen.query_one("#f-state", Select).value = "active"
+        await settle(app, pilot)
+        assert {r.id for r in table.rows} == {ids["running"], ids["gan"]}
+        app.screen.query_one("#f-state", Select).clear()
+        app.screen.query_one("#f-experiment", Select).value = "anonymization"
+        await settle(app, pilot)
+        assert [r.id for r in table.rows] == [ids["queued"]]
+        app.screen.query_one("#f-experiment", Select).clear()
+        app.screen.query_one("#f-kind", Select).value = "gan-pool"
+        await settle(app, pilot)
+        assert [r.id for r in table.rows] == [ids["pool"]]
+
+
+async def test_cancel_asks_first_and_goes_through_the_store(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one(RunTable)
+        table.select_key(ids["queued"])
         await pilot.press("c")
-        await _settle(app, pilot)
-    store = st.open_store(workspace)
-    assert {r.label: r.status for r in store.list_runs()} == {"baseline 1:0": "succeeded", "1:1/2 sgn": "cancelled"}
+        await settle(app, pilot)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("n")  # keep it
+        await settle(app, pilot)
+        assert status_of(workspace, ids["queued"]).status == st.QUEUED
+        await pilot.press("c")
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert status_of(workspace, ids["queued"]).status == st.CANCELLED
+        assert table.cell_text(table.rows[table._row_of[ids["queued"]]], "status") == "cancelled"
+        table.select_key(ids["running"])  # a running run is asked to stop (its worker checkpoints first)
+        await pilot.press("c", "y")
+        await settle(app, pilot)
+    run = status_of(workspace, ids["running"])
+    assert run.status == st.RUNNING and run.cancel_requested
 
 
-async def test_refresh_follows_the_store(workspace: Path) -> None:
-    app = GanaugApp(workspace, poll_s=60)
-    async with app.run_test(size=(140, 40)) as pilot:
-        await _settle(app, pilot)
-        store = st.open_store(workspace)
-        queued = store.list_runs(status=st.QUEUED)[0].id
-        store.request_cancel(queued)
-        store.create_run("count", {"n": 1}, label="new one")
-        store.close()
+async def test_pause_priority_retry_and_the_queue_switch(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one(RunTable)
+        table.select_key(ids["queued"])
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert status_of(workspace, ids["queued"]).status == st.PAUSED
+        await pilot.press("s", "plus", "plus")
+        await settle(app, pilot)
+        run = status_of(workspace, ids["queued"])
+        assert (run.status, run.priority) == (st.QUEUED, 2)
+        table.select_key(ids["failed"])
+        await pilot.press("t")
+        await settle(app, pilot)
+        run = status_of(workspace, ids["failed"])
+        assert (run.status, run.attempt) == (st.QUEUED, 2)
+        await pilot.press("p")
+        await settle(app, pilot)
+    with st.open_store(workspace, readonly=True) as store:
+        assert store.queue_paused()
+
+
+async def test_read_only_refuses_changes_and_says_why(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace, read_only=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        app.screen.query_one(RunTable).select_key(ids["queued"])
+        await pilot.press("c", "y")
+        await settle(app, pilot)
+        assert any("read-only" in str(n.message) for n in app._notifications)
+    assert status_of(workspace, ids["queued"]).status == st.QUEUED
+
+
+async def test_engine_starts_and_stops_from_the_queue(ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.runner.daemon import engine_info
+
+    workspace, _ = ws
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with st.open_store(workspace) as store:
+        store.set_queue_paused(True)  # the engine must not pick up the fixture's runs
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert engine_info(workspace) is not None
         await pilot.press("r")
-        await _settle(app, pilot)
-        table = app.query_one(RunsTable)
-        assert table.row_count == 3
-        assert str(table.get_cell(queued, "status")) == "cancelled"
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("y")
+        await settle(app, pilot)
+    assert engine_info(workspace) is None
 
 
-async def test_a_run_removed_under_the_selection_does_not_crash_the_app(workspace: Path) -> None:
-    """Another shell's `ganaug runs rm` can remove a run between a refresh and its detail load."""
-    app = GanaugApp(workspace, poll_s=60)
-    async with app.run_test(size=(140, 40)) as pilot:
-        await _settle(app, pilot)
-        app.load_detail("20991231-0000-no-such-run")
-        await _settle(app, pilot)
-        assert app.is_running and app.return_code is None
+# ------------------------------------------------------------------------------------------ live
+async def test_live_curves_grow_as_metrics_arrive(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        app.screen.query_one(RunTable).select_key(ids["running"])
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        live = app.screen
+        assert isinstance(live, LiveScreen) and live.view is not None and live.view.run.id == ids["running"]
+        assert len(live.view.series["val_auc"][0]) == 3
+        plot = live.query_one(Curves).query("PlotextPlot").first()
+        before = str(plot.render())
+        with st.open_store(workspace) as store:
+            store.write_metrics(ids["running"], [("val_auc", 3, 0.8, 0.0), ("train_loss", 3, 0.3, 0.0),
+                                                 ("val_loss", 3, 0.4, 0.0), ("val_auc", 4, 0.82, 0.0)])
+        live._poll()
+        await settle(app, pilot)
+        assert live.view.series["val_auc"] == ([0.0, 1.0, 2.0, 3.0, 4.0], [0.7, 0.71, 0.72, 0.8, 0.82])
+        assert str(plot.render()) != before
 
 
-def test_a_damaged_store_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+async def test_a_finished_run_shows_its_test_aucs_and_the_end_of_its_log_at_80x24(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.selected_run = ids["done"]
+        await pilot.press("3")
+        await settle(app, pilot)
+        result = str(app.screen.query_one("#result", Static).render())
+        assert "isic19          0.8312" in result and "dermofit        0.7777" in result
+        box = app.screen.query_one("#log-box")
+        assert "run succeeded" in str(app.screen.query_one("#log", Static).render())
+        assert box.scroll_y == box.max_scroll_y  # the newest lines are the ones in view
+        assert box.region.height > 0
+
+
+async def test_gpu_panel_only_when_there_is_a_gpu(ws, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace, ids = ws
+    fake = [{"index": 0, "name": "NVIDIA H100", "mem_used": 10240.0, "mem_total": 81920.0, "util": 87.0}]
+    for gpus, shown in ((fake, True), ([], False)):
+        monkeypatch.setattr(gpu, "probe", lambda g=gpus: g)
+        app = make_app(workspace, gpu=None)
+        async with app.run_test(size=(120, 36)) as pilot:
+            app.selected_run = ids["done"]
+            await pilot.press("3")
+            await settle(app, pilot)
+            panel = app.screen.query_one("#gpu", Static)
+            assert panel.display is shown
+            if shown:
+                assert "GPU0 NVIDIA H100" in str(panel.render()) and "util  87%" in str(panel.render())
+
+
+def test_nvidia_smi_rows_parse() -> None:
+    rows = gpu.parse_smi("0, NVIDIA H100 80GB HBM3, 1024, 81559, 3\n1, NVIDIA H100 80GB HBM3, [N/A], 81559, 0\n")
+    assert rows[0] == {"index": 0, "name": "NVIDIA H100 80GB HBM3", "mem_used": 1024.0, "mem_total": 81559.0,
+                       "util": 3.0}
+    assert np.isnan(rows[1]["mem_used"])
+
+
+def test_time_left_comes_from_two_sightings_of_the_same_phase(ws) -> None:
+    workspace, ids = ws
+    rates = reads.PhaseRates()
+
+    def seen(done: int, at: float, desc: str = "epoch 4") -> st.Run:
+        with st.open_store(workspace) as store:
+            store.set_progress(ids["running"], done, 40, desc)
+            run = store.get_run(ids["running"])
+        run = replace(run, progress={**run.progress, "time": at})
+        rates.update([run])
+        return run
+
+    assert rates.eta(seen(10, 100.0), now=100.0) is None  # one sighting: no rate yet
+    assert rates.eta(seen(20, 110.0), now=110.0) == pytest.approx(20.0)  # 1 batch/s, 20 to go
+    assert rates.eta(seen(20, 110.0), now=115.0) == pytest.approx(15.0)  # time passes between writes
+    assert rates.eta(seen(2, 120.0, "epoch 5"), now=120.0) is None  # a new phase starts over
+
+
+def test_thinning_keeps_each_buckets_extremes() -> None:
+    steps = np.arange(10_000, dtype=float)
+    values = np.zeros(10_000)
+    values[4321] = 9.0  # one spike in a flat loss curve
+    xs, ys = reads.thin(steps, values, limit=100)
+    assert len(xs) <= 100 and 9.0 in ys and xs[ys.index(9.0)] == 4321.0
+
+
+# ------------------------------------------------------------------------------------------ preview
+async def test_preview_shows_the_pools_images_per_class(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("4")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, PreviewScreen)
+        assert screen.query_one("#source", Select).value == ids["pool"]
+        pool = Pool(workspace / ids["pool"])
+        for label, name in enumerate(("benign", "melanoma")):
+            shown = np.asarray(screen.query_one(f"#pool-{name}").image)
+            want = np.asarray(reads.mosaic(pool.images[np.flatnonzero(pool.labels == label)[:8]]))
+            assert np.array_equal(shown, want)
+        await pilot.press("m", "m")  # sample grids: a pool shows the grids of the GAN run that made it
+        await settle(app, pilot)
+        assert screen.frames is not None and screen.frames.run_id == ids["gan"]
+        assert "kimg 8" in str(screen.query_one("#caption", Static).render())
+        await pilot.press("left")
+        await settle(app, pilot)
+        caption = str(screen.query_one("#caption", Static).render())
+        assert "checkpoint 2/3, kimg 4" in caption and "fid_domain 16" in caption
+        assert str(screen.query_one("#grid-pic").image).endswith("kimg-000004.png")
+
+
+# ------------------------------------------------------------------------------------------ builder
+async def test_builder_flags_an_invalid_ratio_while_typing_and_cannot_enqueue_it(ws) -> None:
+    workspace, _ = ws
+    before = len(st.open_store(workspace, readonly=True).list_runs())
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("1")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, BuilderScreen)
+        ratio = screen.query_one("#ratio", Input)
+        ratio.focus()
+        ratio.value = ""
+        await pilot.press(*"1:1/")
+        await settle(app, pilot)
+        assert ratio.has_class("-invalid")
+        assert "bad ratio '1:1/'" in str(screen.query_one("#ratio-check", Static).render())
+        assert screen.query_one("#enqueue", Button).disabled
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        await pilot.press("4")  # now 1:1/4
+        await settle(app, pilot)
+        assert not ratio.has_class("-invalid")
+        assert "✓ 1:1/4" in str(screen.query_one("#ratio-check", Static).render())
+    assert len(st.open_store(workspace, readonly=True).list_runs()) == before
+
+
+async def test_builder_counts_and_enqueue_of_a_real_only_configuration(ws, make_isic2019) -> None:
+    workspace, _ = ws
+    rows = [(f"ISIC_{i:07d}", "MEL" if i % 4 == 0 else "NV") for i in range(40)]
+    root = make_isic2019(workspace.parent / "isic", rows)
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("1")
+        await settle(app, pilot)
+        screen = app.screen
+        screen.query_one("#root", Input).value = str(root)
+        ratio = screen.query_one("#ratio", Input)
+        ratio.value = "1/2:0"
+        screen.query_one("#replicates", Input).value = "2"
+        screen.query_one("#experiment", Input).value = "tui-test"
+        await settle(app, pilot)
+        sizes = screen.sizes
+        assert sizes is not None and sizes.benign + sizes.melanoma < 40  # the training part only
+        c = Configuration.parse("1/2:0").ratio.counts(sizes.benign, sizes.melanoma)
+        counts = str(screen.query_one("#counts", Static).render())
+        assert f"real       {c.real_benign:>7,} benign  {c.real_melanoma:>6,} melanoma" in counts
+        ratio.value = "1/2:1/2"  # synthetic images: the grid's job, not enqueued from here
+        await settle(app, pilot)
+        assert screen.query_one("#enqueue", Button).disabled
+        ratio.value = "1/2:0"
+        await settle(app, pilot)
+        assert not screen.query_one("#enqueue", Button).disabled
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        await pilot.press("ctrl+s")  # again: the same runs are reused, not duplicated
+        await settle(app, pilot)
+    with st.open_store(workspace, readonly=True) as store:
+        runs = store.list_runs(experiment="tui-test")
+        spec = next(e["spec"] for e in store.experiments() if e["name"] == "tui-test")
+    assert sorted(r.config["replicate"] for r in runs) == [0, 1]
+    assert {(r.kind, r.label, r.status, r.config["real_fraction"]) for r in runs} == {("classify", "1/2:0", "queued",
+                                                                                      "1/2")}
+    assert spec["labels"] == ["1/2:0"] and spec["replicates"] == 2
+
+
+# ------------------------------------------------------------------------------------------ results
+async def test_results_shows_the_aucs_the_runs_wrote(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("5")
+        await settle(app, pilot)
+        screen = app.screen
+        assert screen.query_one("#experiment", Select).value == "augmentation"
+        screen.query_one("#test-set", Select).value = "isic20"
+        await settle(app, pilot)
+        table = screen.query_one("VirtualTable")
+        by_run = {r["run"]: r for r in table.rows}
+        assert by_run[ids["done"]]["auc"] == "0.7420" and by_run[ids["done"]]["status"] == "succeeded"
+        assert by_run[ids["running"]]["auc"] == "" and by_run[ids["running"]]["status"] == "running"
+
+
+# ------------------------------------------------------------------------------------------ app, palette, cli
+async def test_palette_offers_what_the_current_screen_offers(ws) -> None:
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one(RunTable)
+        table.select_key(ids["done"])  # a succeeded run: nothing to cancel, retry or reorder
+        await settle(app, pilot)
+        done = {name for name, _, _ in ScreenCommands(app.screen)._commands()}
+        assert {"Engine", "Builder", "Results", "Quit", "Open"} <= done
+        assert not {"Cancel", "Retry", "Priority +1"} & done
+        table.select_key(ids["queued"])
+        await settle(app, pilot)
+        queue = {name for name, _, _ in ScreenCommands(app.screen)._commands()}
+        assert {"Cancel", "Priority +1", "Pause run"} <= queue and "Retry" not in queue
+        await pilot.press("1")
+        await settle(app, pilot)
+        builder = {name for name, _, _ in ScreenCommands(app.screen)._commands()}
+        assert "Enqueue" in builder and "Cancel" not in builder
+
+
+async def test_a_missing_workspace_is_created_only_when_the_user_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "runs"
+    app = make_app(missing)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, CreateWorkspaceScreen)
+        assert not missing.exists()
+        await pilot.press("q")
+        await settle(app, pilot)
+    assert not missing.exists()
+    app = make_app(missing)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, CreateWorkspaceScreen)
+        assert app.snapshot is not None and app.snapshot.runs == []
+    assert (missing / st.DB_NAME).is_file()
+
+
+def _tui(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "ganaug_tui", *args], capture_output=True, text=True, env=env,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_damaged_store_is_one_line_and_exit_2_before_painting(tmp_path: Path) -> None:
+    ws = tmp_path / "runs"
+    ws.mkdir()
+    (ws / st.DB_NAME).write_bytes(b"this is not an SQLite database" * 100)
+    done = _tui("--workspace", str(ws))
+    assert done.returncode == 2
+    assert done.stderr.startswith("ganaug-tui: error: ") and len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
+
+
+def test_ganaug_tui_and_ganaug_tui_command_share_their_options() -> None:
+    ours = _tui("--help")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    theirs = subprocess.run([sys.executable, "-c", "import sys; from engine.cli import main; "
+                             "sys.argv = ['ganaug', 'tui', '--help']; main()"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    for out in (ours.stdout, theirs.stdout):
+        assert "--workspace" in out and "--read-only" in out and "--poll" in out
+
+
+def test_a_store_with_a_corrupted_page_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     from test_store_safety import damaged_workspace
 
-    from ganaug_tui.app import main
+    from ganaug_tui.cli import main
 
     ws = tmp_path / "ws"
     damaged_workspace(ws)

@@ -18,6 +18,7 @@ from engine.cli import experiments as _experiments
 from engine.cli import results as _results
 from engine.cli import runs as _runs
 from engine.cli import train as _train
+from engine.cli import tui as _tui
 from engine.cli.options import Workspace
 from engine.errors import EXIT_RUN_FAILED, InputError, RunFailed
 
@@ -34,6 +35,7 @@ _runs.install(app)
 _train.install(app)
 _experiments.install(app)
 _results.install(app)
+_tui.install(app)
 
 
 @app.command()
@@ -68,28 +70,29 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: every error is one stderr line with its exit code (engine errors, and typer's own
-    usage errors: an unknown option, a bad choice, a missing argument, which it would print as a box)."""
+def main(argv: list[str] | None = None, typer_app: typer.Typer = app, prog: str = "ganaug") -> None:
+    """Console-script entry (``ganaug``; ``ganaug-tui`` passes its own app and name): every error is one stderr
+    line with its exit code (engine errors, and typer's own usage errors: an unknown option, a bad choice, a
+    missing argument, which it would print as a box)."""
     import click
 
     try:
-        code = app(args=argv, prog_name="ganaug", standalone_mode=False)
+        code = typer_app(args=argv, prog_name=prog, standalone_mode=False)
     except (typer.TyperException, click.ClickException) as exc:  # typer vendors its own click
         ctx = getattr(exc, "ctx", None)
-        where = ctx.command_path.removeprefix("ganaug").strip() if ctx is not None else ""
-        command = f"ganaug {where}".strip()
+        where = ctx.command_path.removeprefix(prog).strip() if ctx is not None else ""
+        command = f"{prog} {where}".strip()
         usage = f" (see '{command} --help')" if ctx is not None else ""
-        print(f"ganaug: error: {where + ': ' if where else ''}{_one_line(exc.format_message())}{usage}",
+        print(f"{prog}: error: {where + ': ' if where else ''}{_one_line(exc.format_message())}{usage}",
               file=sys.stderr)
         sys.exit(exc.exit_code)
     except (typer.Abort, click.Abort):
-        print("ganaug: aborted", file=sys.stderr)
+        print(f"{prog}: aborted", file=sys.stderr)
         sys.exit(130)
     except InputError as exc:
-        print(f"ganaug: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except RunFailed as exc:
-        print(f"ganaug: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"{prog}: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

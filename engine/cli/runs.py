@@ -6,8 +6,6 @@ Only the store (sqlite3, json) is imported at module level; torch and friends lo
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import time
 from datetime import datetime
@@ -19,6 +17,7 @@ import typer
 from engine import store as st
 from engine.cli.options import Json, Workspace
 from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError, RunFailed
+from engine.runner.control import cancel_runs, pause_runs
 
 # States in which a run will not change again by itself (wait/follow stop there).
 _DONE = (*st.TERMINAL, st.INTERRUPTED)
@@ -148,10 +147,7 @@ def runs_logs(
 def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Cancel runs: waiting ones end now; running ones stop gracefully (checkpoint, then SIGKILL after grace)."""
     with _store(workspace) as store:
-        for run, new in store.cancel_runs(run_ids):
-            if new in st.ACTIVE and run.engine_pid is None and run.pid:  # a foreground run: ask it directly
-                _signal_owner(run, signal.SIGCONT)
-                _signal_owner(run, signal.SIGTERM)
+        for run, new in cancel_runs(store, run_ids):
             _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
 
 
@@ -186,9 +182,7 @@ def runs_priority(run_id: RunId, priority: Annotated[int, typer.Argument()], wor
 def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Hold waiting runs; suspend running ones (SIGSTOP) until `ganaug runs resume`."""
     with _store(workspace) as store:
-        for run, _new in store.pause_runs(run_ids, True):
-            if run.status == st.RUNNING:
-                _signal_owner(run, signal.SIGSTOP)
+        for run, _new in pause_runs(store, run_ids, True):
             _err(f"{run.id}: paused")
 
 
@@ -196,9 +190,7 @@ def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
 def runs_resume(run_ids: RunIds, workspace: Workspace = None) -> None:
     """Undo `ganaug runs pause`: held runs wait again, suspended ones continue (SIGCONT)."""
     with _store(workspace) as store:
-        for run, new in store.pause_runs(run_ids, False):
-            if new == st.RUNNING:
-                _signal_owner(run, signal.SIGCONT)
+        for run, new in pause_runs(store, run_ids, False):
             _err(f"{run.id}: {new}")
 
 
@@ -233,24 +225,6 @@ def runs_wait(
         _err(f"{d['run_id']}: {d['status']}")
     if bad:
         raise typer.Exit(EXIT_RUN_FAILED)
-
-
-def _signal_owner(run: st.Run, sig: int) -> None:
-    """Signal the process running ``run``: the engine worker's process group, or the foreground process itself
-    (only while it is still the process that claimed the run: a pid alone may belong to someone else by now)."""
-    from engine import procs
-
-    if not run.pid:
-        return
-    engine_run = run.engine_pid is not None
-    if not engine_run and run.foreground_started is not None and not procs.alive(run.pid, run.foreground_started):
-        return
-    try:
-        (os.killpg if engine_run else os.kill)(run.pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError as exc:
-        raise InputError(f"cannot signal process {run.pid}: {exc.strerror}") from None
 
 
 # ------------------------------------------------------------------------------------------ queue

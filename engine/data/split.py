@@ -122,13 +122,17 @@ def split_path(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed:
 
 
 def persisted_split(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed: int,
-                    log: logging.Logger | None = None) -> tuple[Split, Path]:
+                    log: logging.Logger | None = None, *, write: bool = True) -> tuple[Split, Path]:
     """The split of this data set and seed that every run of the workspace shares (classifier and GANs alike):
-    computed once, written under ``<workspace>/splits/``, then reused."""
+    computed once, written under ``<workspace>/splits/``, then reused.
+
+    ``write=False`` is for readers that only look (the TUI's builder): the same split, nothing written."""
     path = split_path(workspace, fmt, records, seed)
     if path.is_file():
         return Split.read_csv(path, records), path
     split = split_dataset(records, seed=seed)
+    if not write:
+        return split, path
     split.write_csv(path)  # atomic: concurrent first runs write the same content, the last rename wins
     if log is not None:
         log.info("split written to %s", path)

@@ -233,6 +233,12 @@ class Store:
                     raise self._damaged(f"table {table}: {problems[0]}")
         self._checked = True
 
+    def check_integrity(self) -> None:
+        """DamagedStore now if the store's small tables are damaged: for readers that must fail before they
+        show anything (the TUI before its first paint) rather than at the first damaged page they meet."""
+        with self._read() as conn:
+            self._check_integrity(conn)
+
     def _damaged(self, what: str) -> DamagedStore:
         db = self.db_path
         self._damage = DamagedStore(

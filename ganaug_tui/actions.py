@@ -1,0 +1,120 @@
+"""What the UI changes, as plain functions run in thread workers: each opens its own ``Store`` and goes through
+the engine's own commands (``engine.runner.control``, ``engine.runner.daemon``), exactly like ``ganaug runs ...``.
+
+Every function returns the one line the user is told afterwards; an ``InputError`` is the line of a refusal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import store as st
+from engine.errors import InputError
+from engine.runner import control
+
+
+class ReadOnly(InputError):
+    """The workspace was opened to look only (``--read-only``, or it is not writable)."""
+
+
+def _writer(workspace: Path, read_only: bool) -> st.Store:
+    if read_only:
+        raise ReadOnly(f"{workspace} is open read-only: nothing can be changed from here")
+    return st.open_store(workspace)
+
+
+def _engine_note(workspace: Path) -> str:
+    from engine.runner.daemon import engine_info
+
+    return "" if engine_info(workspace) else " (no engine serves this workspace: press e on Queue to start one)"
+
+
+def cancel(workspace: Path, run_id: str, read_only: bool = False) -> str:
+    with _writer(workspace, read_only) as store:
+        new = control.cancel_run(store, run_id)
+    if new in st.ACTIVE:
+        return f"{run_id}: cancelling (it checkpoints and stops)"
+    return f"{run_id}: {new}"
+
+
+def retry(workspace: Path, run_id: str, read_only: bool = False) -> str:
+    with _writer(workspace, read_only) as store:
+        new = store.retry(run_id)
+    return f"{run_id}: {new}, attempt +1" + (_engine_note(workspace) if new == st.QUEUED else "")
+
+
+def toggle_pause(workspace: Path, run_id: str, read_only: bool = False) -> str:
+    with _writer(workspace, read_only) as store:
+        status = store.get_run(run_id).status
+        new = control.resume_run(store, run_id) if status == st.PAUSED else control.pause_run(store, run_id)
+    return f"{run_id}: {new}" + (" (suspended)" if status == st.RUNNING else "")
+
+
+def shift_priority(workspace: Path, run_id: str, delta: int, read_only: bool = False) -> str:
+    with _writer(workspace, read_only) as store:
+        new = store.get_run(run_id).priority + delta
+        store.set_priority(run_id, new)
+    return f"{run_id}: priority {new}"
+
+
+def toggle_queue(workspace: Path, read_only: bool = False) -> str:
+    with _writer(workspace, read_only) as store:
+        store.set_queue_paused(not store.queue_paused())
+        paused = store.queue_paused()
+    return "queue paused: no new run starts, running ones go on" if paused else "queue resumed"
+
+
+def start_engine(workspace: Path, cpu_slots: int = 1, read_only: bool = False) -> str:
+    from engine.runner.daemon import start_engine as start
+
+    if read_only:
+        raise ReadOnly(f"{workspace} is open read-only: no engine can be started from here")
+    started, info = start(workspace, cpu_slots=cpu_slots)
+    slots = ", ".join(s["name"] for s in info.get("slots", []))
+    return (f"engine started (pid {info.get('pid')}, slots {slots}); it keeps running after you quit" if started
+            else f"an engine already serves this workspace (pid {info.get('pid')})")
+
+
+def stop_engine(workspace: Path, read_only: bool = False) -> str:
+    from engine.runner.daemon import stop_engine as stop
+
+    if read_only:
+        raise ReadOnly(f"{workspace} is open read-only: its engine cannot be stopped from here")
+    info = stop(workspace)
+    return "no engine was running" if info is None else f"engine (pid {info['pid']}) stopped; its runs are interrupted"
+
+
+def create_workspace(workspace: Path) -> str:
+    """Create the run store (the user confirmed it)."""
+    st.open_store(workspace).close()
+    return f"created the run store {workspace / st.DB_NAME}"
+
+
+def enqueue_real_only(workspace: Path, experiment: str, label: str, base: dict, replicates: int,
+                      read_only: bool = False) -> str:
+    """Queue the classify runs of a configuration without synthetic images (``R:0``), one per replicate, as an
+    experiment in the store; a run already there with the same resolved config (and not ended badly) is reused.
+
+    Every config goes through the kind's own validation first, so a bad one creates nothing."""
+    from engine.config import Configuration
+    from engine.runner.kinds import validate_config
+
+    conf = Configuration.parse(label)
+    if conf.ratio.has_synthetic:
+        raise InputError(f"{label!r} has synthetic images: it needs a GAN, a pool and a selection first, which the "
+                         "experiment grid plans (enqueue the experiment instead)")
+    configs = [validate_config("classify", {**base, "real_fraction": str(conf.ratio.real), "replicate": k})
+               for k in range(replicates)]
+    with _writer(workspace, read_only) as store:
+        have = {r.config_hash for r in store.list_runs(kind="classify") if r.status not in st.BAD_ENDS}
+        new = [c for c in configs if st.config_hash(c) not in have]
+        store.create_runs([st.NewRun("classify", c, label=conf.label, experiment=experiment) for c in new])
+        spec = next((e["spec"] for e in store.experiments() if e["name"] == experiment), None) or {}
+        labels = list(dict.fromkeys([*spec.get("labels", []), conf.label]))
+        store.set_experiment(experiment, {"source": "ganaug-tui builder", "labels": labels,
+                                          "replicates": max(replicates, spec.get("replicates", 0)),
+                                          "classify": dict(base)})
+    reused = len(configs) - len(new)
+    return (f"{experiment}: queued {len(new)} classify run(s) of {conf.label}"
+            + (f", {reused} already in the store" if reused else "")
+            + (_engine_note(workspace) if new else ""))

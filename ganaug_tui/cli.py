@@ -1,0 +1,44 @@
+"""``ganaug-tui`` (and ``ganaug tui``): check the workspace, then paint.
+
+Both entry points share one typer command (``engine.cli.tui``) so they take the same options with the same
+help. A damaged or newer store is one line and exit 2 before anything is drawn; a missing workspace opens a
+screen that offers to create it (nothing is written before the user says yes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from engine.cli.tui import tui_command
+from engine.errors import InputError
+
+app = typer.Typer(name="ganaug-tui", add_completion=False, pretty_exceptions_enable=False,
+                  help="Terminal UI over a ganaug workspace.")
+app.command()(tui_command)
+
+
+def open_tui(workspace: Path | None, *, read_only: bool = False, poll_s: float = 2.0) -> None:
+    from engine import store as st
+    from ganaug_tui import reads
+
+    ws = st.resolve_workspace(workspace)
+    if ws.exists() and not ws.is_dir():
+        raise InputError(f"workspace {ws} is not a directory")
+    if reads.has_store(ws):
+        with reads.open_reader(ws) as store:  # a damaged or newer store fails here, in one line, before painting
+            store.check_integrity()
+    import ganaug_tui.widgets.picture  # noqa: F401  (asks the terminal about images before Textual owns it)
+    from ganaug_tui.app import GanaugApp
+
+    app = GanaugApp(ws, read_only=read_only, poll_s=poll_s)
+    app.run()
+    if app.return_code:  # an app that crashed must not exit 0
+        raise SystemExit(app.return_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from engine.cli import main as run_cli
+
+    run_cli(argv, app, "ganaug-tui")
