@@ -91,7 +91,9 @@ class TakeRows:
         return out
 
 
-class _Source(BaseModel):
+class Source(BaseModel):
+    """One synthetic source: a frozen config model (its keys are the config's) that checks and resolves itself."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @abstractmethod
@@ -103,7 +105,7 @@ class _Source(BaseModel):
         """The source's labelled images; InputError naming ``where`` on bad input."""
 
 
-class CsvSource(_Source):
+class CsvSource(Source):
     """Image files listed in a generic CSV ``image,label`` (paths relative to the CSV's folder)."""
 
     csv: str
@@ -131,7 +133,7 @@ class CsvSource(_Source):
             files=True)
 
 
-class PoolSource(_Source):
+class PoolSource(Source):
     """Images of a gan-pool run's pool: those ``ids`` lists (a CSV with an ``id`` column), else all of them."""
 
     pool: str
@@ -212,8 +214,7 @@ def _family(workspace: Path, pool: Pool, gan_runs: list[str]) -> str | None:
 
 
 # The key that names a source's kind -> its model. The sampler adds ``"select": SelectSource``.
-SOURCE_KINDS: dict[str, type[_Source]] = {"csv": CsvSource, "pool": PoolSource}
-Source = _Source  # the type of any source (for annotations elsewhere)
+SOURCE_KINDS: dict[str, type[Source]] = {"csv": CsvSource, "pool": PoolSource}
 
 
 def parse_sources(value: Any) -> list[Source]:
@@ -223,14 +224,14 @@ def parse_sources(value: Any) -> list[Source]:
     """
     if value is None:
         return []
-    if isinstance(value, str | _Source | dict):
+    if isinstance(value, str | Source | dict):
         value = [value]
     if not isinstance(value, list | tuple):
         raise ValueError(f"expected a list of sources, got {type(value).__name__}")
     out: list[Source] = []
     forms = ", ".join(f'{{"{k}": ...}}' for k in SOURCE_KINDS)
     for i, item in enumerate(value):
-        if isinstance(item, _Source):
+        if isinstance(item, Source):
             out.append(item)
             continue
         if isinstance(item, str):

@@ -261,4 +261,5 @@ def parse_config(raw: dict[str, Any]) -> ClassifyConfig:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"classify config: {where}: {msg}") from None
+        sep = "" if msg.startswith("[") else ": "  # a list entry's own index: synthetic[1]: ...
+        raise InputError(f"classify config: {where}{sep}{msg}") from None

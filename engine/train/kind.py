@@ -15,6 +15,7 @@ training randomness (init, shuffle, augmentation, dropout) comes from (seed, rep
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import zlib
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from engine.data import Dataset, LesionRecord
-    from engine.data.split import Split
 
 # An ISIC 2020 test set larger than this without a subset is almost surely all of ISIC 2020 (33,126 images),
 # not the paper's 1,743-image subset: 19x the paper's TTA cost, and other numbers.
@@ -88,23 +88,41 @@ def _check_device(device: str) -> None:
         raise InputError("device: cuda requested but no CUDA GPU is visible (use --device cpu)")
 
 
-def _check_parts(cfg: ClassifyConfig, split: Split, split_file: Path) -> None:
-    """The real training part has both classes at this fraction and replicate; validation has both classes."""
-    from engine.data.subsets import real_subset
+def _class_counts(records: Sequence[LesionRecord]) -> tuple[int, int]:
+    """(benign, melanoma) images."""
+    n_mel = sum(r.label for r in records)
+    return len(records) - n_mel, n_mel
 
-    names = ("benign", "melanoma")
-    for label, name in enumerate(names):
-        n_class = sum(r.label == label for r in split.train)
+
+def _check_parts(cfg: ClassifyConfig, train: tuple[int, int], val: tuple[int, int], split_file: Path | str) -> None:
+    """The real training part has both classes at this fraction (per class ``round(f * n)``, as ``real_subset``
+    draws it); validation has both classes. ``train``, ``val``: (benign, melanoma) counts of the split's parts."""
+    for n_class, name in zip(train, ("benign", "melanoma"), strict=True):
         if n_class == 0:
             raise InputError(f"data: the training part of the split ({split_file}) has no {name} images")
-    real = real_subset(split.train, cfg.real_fraction, cfg.replicate)
-    for label, name in enumerate(names):
-        if not any(r.label == label for r in real):
-            n_class = sum(r.label == label for r in split.train)
-            raise InputError(f"real_fraction: {cfg.real_fraction} of the {n_class} {name} training images is "
-                             f"{round(Fraction(cfg.real_fraction) * n_class)}; the real part needs both classes")
-    if len({r.label for r in split.val}) < 2:
+        if round(Fraction(cfg.real_fraction) * n_class) == 0:
+            raise InputError(f"real_fraction: {cfg.real_fraction} of the {n_class} {name} training images is 0 "
+                             f"images; the real part needs both classes")
+    if min(val) == 0:
         raise InputError(f"data: the validation part of the split ({split_file}) has one class; AUC needs both")
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _split_counts(fmt: str, root: str, listing: tuple[int, int], split_file: str | None,
+                  split_stamp: tuple[int, int] | None, seed: int, workspace: Path) -> tuple[Any, ...]:
+    """(train counts, val counts, split path) of a data set's split, from records only. Memoised on the stamps of
+    the files that define it, so a grid of hundreds of runs on one data set reads it once per process."""
+    from engine.data import load_dataset
+    from engine.data.split import persisted_split
+
+    data = load_dataset(fmt, root)
+    split, path = persisted_split(workspace, fmt, data.records, seed, split_file=split_file, persist=False)
+    return _class_counts(split.train), _class_counts(split.val), path
 
 
 def _test_set(t: TestSetConfig, log: Any) -> Dataset:
@@ -126,19 +144,23 @@ def validate_classify(config: dict[str, Any], workspace: Path) -> dict[str, Any]
     model that can be built here, a visible GPU when cuda is asked for, a data root in its format's layout
     whose split leaves both classes in the real training part, test sets in their layouts with readable
     subset lists, and synthetic sources that exist."""
-    from engine.data import check_layout, load_dataset
+    from engine.data import check_layout
     from engine.data.records import read_image_list
-    from engine.data.split import persisted_split
     from engine.synth.mix import check_synthetic
     from engine.train.model import check_model
 
     cfg = parse_config(config)
     _check_device(cfg.device)
     check_model(cfg.model)
-    data = load_dataset(cfg.data.format, cfg.data.root)
-    split, split_file = persisted_split(workspace, cfg.data.format, data.records, cfg.data.split_seed,
-                                        split_file=cfg.data.split_file, persist=False)
-    _check_parts(cfg, split, split_file)
+    listing = check_layout(cfg.data.format, cfg.data.root)
+    split_file = Path(cfg.data.split_file).expanduser() if cfg.data.split_file else None
+    if split_file is not None and not split_file.is_file():
+        raise InputError(f"data.split_file: {split_file}: file not found")
+    train, val, path = _split_counts(cfg.data.format, str(Path(cfg.data.root).expanduser()), _stamp(listing),
+                                     None if split_file is None else str(split_file),
+                                     None if split_file is None else _stamp(split_file), cfg.data.split_seed,
+                                     Path(workspace))
+    _check_parts(cfg, train, val, path)
     for t in cfg.tests:
         check_layout(t.format, t.root)
         if t.subset is not None:
@@ -178,7 +200,7 @@ def run_classify(ctx: RunContext) -> None:
     data = load_dataset(cfg.data.format, cfg.data.root)
     split, split_file = persisted_split(ctx.workspace, cfg.data.format, data.records, cfg.data.split_seed, ctx.log,
                                         split_file=cfg.data.split_file)
-    _check_parts(cfg, split, split_file)
+    _check_parts(cfg, _class_counts(split.train), _class_counts(split.val), split_file)
     real = real_subset(split.train, cfg.real_fraction, cfg.replicate)
     synthetic = resolve_synthetic(ctx.workspace, cfg.synthetic)
     tests: dict[str, list[Any]] = {TEST_SET_NAMES[cfg.data.format]: list(split.test)}
