@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import tempfile
 import time
@@ -33,7 +32,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's 20")
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
-    logging.disable(logging.INFO)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "demo"
         manifest = (json.loads((data / MANIFEST).read_text()) if (data / MANIFEST).is_file()
