@@ -103,7 +103,7 @@ def enqueue_real_only(workspace: Path, experiment: str, label: str, base: dict, 
     if conf.ratio.has_synthetic:
         raise InputError(f"{label!r} has synthetic images: it needs a GAN, a pool and a selection first, which the "
                          "experiment grid plans (enqueue the experiment instead)")
-    configs = [validate_config("classify", {**base, "real_fraction": str(conf.ratio.real), "replicate": k})
+    configs = [validate_config("classify", {**base, "real_fraction": str(conf.ratio.real), "replicate": k}, workspace)
                for k in range(replicates)]
     with _writer(workspace, read_only) as store:
         have = {r.config_hash for r in store.list_runs(kind="classify") if r.status not in st.BAD_ENDS}

@@ -331,7 +331,7 @@ def load_real_page(workspace: Path, gan_run: str | None, page: int, per_page: in
         return RealPage("", {}, f"GAN run {gan_run} names no training data (config key data.format/data.root)")
     try:
         ds = load_dataset(data["format"], data["root"])
-        split, _ = persisted_split(workspace, data["format"], ds.records, int(data.get("split_seed", 0)), write=False)
+        split, _ = persisted_split(workspace, data["format"], ds.records, int(data.get("split_seed", 0)), persist=False)
     except InputError as exc:
         return RealPage("", {}, str(exc))
     mosaics = {}
@@ -424,7 +424,7 @@ def train_class_sizes(workspace: Path, fmt: str, root: str, split_seed: int = 0)
     from engine.data.split import persisted_split
 
     ds = load_dataset(fmt, root)
-    split, path = persisted_split(workspace, fmt, ds.records, split_seed, write=False)
+    split, path = persisted_split(workspace, fmt, ds.records, split_seed, persist=False)
     mel = sum(r.label == 1 for r in split.train)
     where = "its split file" if path.is_file() else "the split its first run will write"
     return ClassSizes(len(split.train) - mel, mel, f"{fmt} training part, {where}")

@@ -90,3 +90,16 @@ def test_bad_experiments_file_names_file_and_key(tmp_path: Path) -> None:
     f.write_text('[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0", "1:1/2 nope"]\n')
     with pytest.raises(InputError, match=r"experiments\.toml: experiment\[0\]\.groups\.g\[1\]: .*nope"):
         load_experiments(f)
+
+
+def test_experiments_take_the_split_file_key_of_classify_runs(tmp_path) -> None:
+    toml = tmp_path / "exp.toml"
+    toml.write_text('[data.train]\nformat = "isic2019"\nroot = "data"\nsplit_file = "splits/paper.csv"\n\n'
+                    '[[experiment]]\nname = "a"\n[experiment.groups]\nbaseline = ["1:0"]\n')
+    (exp,) = load_experiments(toml)
+    assert exp.train.split_file == str(tmp_path / "splits" / "paper.csv")  # relative to the TOML file
+    assert exp.classify_base()["data"]["split_file"] == exp.train.split_file
+    toml.write_text('[data.train]\nformat = "isic2019"\nroot = "data"\nsplit_file = 3\n\n'
+                    '[[experiment]]\nname = "a"\n[experiment.groups]\nbaseline = ["1:0"]\n')
+    with pytest.raises(InputError, match=r"split_file"):
+        load_experiments(toml)

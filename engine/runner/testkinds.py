@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
@@ -22,7 +23,7 @@ def _typed(**types: Callable[[Any], Any] | tuple[Callable[[Any], Any], float]) -
     """A validator that converts the given keys (when present) to their types, refusing what does not convert
     and, for ``(type, minimum)``, what falls below the minimum (a negative count or duration)."""
 
-    def check(config: dict[str, Any]) -> dict[str, Any]:
+    def check(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
         out = dict(config)
         for key, spec in types.items():
             typ, low = spec if isinstance(spec, tuple) else (spec, None)
