@@ -15,6 +15,9 @@ and the partial logging window, so a run stopped anywhere and resumed equals an 
 with ``engine.synth.pool.PoolWriter`` (resumable mid-pool: each image is a function of its own seed).
 
 ``gan-import``: an external generator becomes a GAN run with one checkpoint (``engine.gans.external``).
+
+``gan-train`` and ``gan-pool`` dispatch on the family's ``conditioning`` (tables ``_TRAIN`` / ``_POOL``):
+``noise`` families are implemented here; ``translation`` families (pix2pixHD, SPADE) add their entries.
 """
 
 from __future__ import annotations
@@ -273,11 +276,15 @@ def run_gan_train(ctx: RunContext) -> None:
     from engine.gans._registry import get_family
 
     cfg = GanTrainConfig.model_validate(ctx.config)
-    family = get_family(cfg.family)
-    if family.conditioning != "noise":
-        raise InputError(f"gan-train: family {cfg.family} is a {family.conditioning} GAN; gan-train trains noise "
-                         f"GANs (stylegan2, pgan) so far")
-    _train_noise(ctx, cfg)
+    _by_conditioning(_TRAIN, get_family(cfg.family).conditioning, "gan-train")(ctx, cfg)
+
+
+def _by_conditioning(table: dict[str, Any], conditioning: str, kind: str) -> Any:
+    """The kind's implementation for a family's conditioning ("noise" now; "translation" plugs in here)."""
+    try:
+        return table[conditioning]
+    except KeyError:
+        raise InputError(f"{kind}: {conditioning} GANs are not supported by this version of ganaug") from None
 
 
 def _train_noise(ctx: RunContext, cfg: GanTrainConfig) -> None:
@@ -412,12 +419,22 @@ def disk_warning(folder: Path, n_images: int, res: int) -> str | None:
 @register_kind("gan-pool", validate=validate_gan_pool)
 def run_gan_pool(ctx: RunContext) -> None:
     """Sample ``per_class`` images of every class the GAN makes into a pool; result.json says how fast."""
+    from engine.gans._registry import get_family
+    from engine.gans.generator import read_result
+
+    cfg = GanPoolConfig.model_validate(ctx.config)
+    family = read_result(ctx.workspace / cfg.gan_run, cfg.gan_run).get("family")  # None: an imported generator
+    conditioning = get_family(family).conditioning if family else "noise"
+    _by_conditioning(_POOL, conditioning, "gan-pool")(ctx, cfg)
+
+
+def _pool_noise(ctx: RunContext, cfg: GanPoolConfig) -> None:
+    """N images per class, each from its own seed."""
     import numpy as np
 
     from engine.gans.generator import image_seeds, load_generator
     from engine.synth.pool import PoolRow, PoolWriter, pool_id
 
-    cfg = GanPoolConfig.model_validate(ctx.config)
     device = _device(cfg.device, ctx)
     gen = load_generator(ctx.workspace, cfg.gan_run, cfg.kimg, device)
     labels = np.concatenate([np.full(cfg.per_class, y, dtype=np.int64) for y in gen.classes])
@@ -452,6 +469,10 @@ def run_gan_pool(ctx: RunContext) -> None:
         "res": gen.res, "seed": cfg.seed, "pool": "pool", "images_per_s": ips, "device": str(device),
         "resumed_at_shard": start,
     })
+
+
+_TRAIN: dict[str, Any] = {"noise": _train_noise}
+_POOL: dict[str, Any] = {"noise": _pool_noise}
 
 
 # --------------------------------------------------------------------------------------------- gan-import
