@@ -107,6 +107,11 @@ CASES = [
     ("results", "nope", "nope"),
     ("results", "nope --format pdf", "--format"),
     ("tui", "--poll 0", "--poll"),
+    ("gan train", "--family nope --data {data} --format isic2019 --features x", "unknown GAN family 'nope'"),
+    ("gan fid", "nope", "unknown run id 'nope'"),
+    ("gan sample", "nope --n 0 --out {ws}/grid.png", "--n"),
+    ("gan pool", "{queued} --per-class -5", "--per-class"),
+    ("gan import", "{ws}/nofile.pkl --trust", "nofile.pkl"),
 ]
 
 

@@ -15,6 +15,7 @@ import typer
 from engine.cli import cache as _cache
 from engine.cli import data as _data
 from engine.cli import experiments as _experiments
+from engine.cli import gan as _gan
 from engine.cli import results as _results
 from engine.cli import runs as _runs
 from engine.cli import train as _train
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(_data.app, name="data")
 app.add_typer(_cache.app, name="cache")
+app.add_typer(_gan.app, name="gan")
 _runs.install(app)
 _train.install(app)
 _experiments.install(app)
