@@ -57,6 +57,7 @@ _BUILTIN: dict[str, str] = {
     "count": "engine.runner.testkinds",
     "fail": "engine.runner.testkinds",
     "classify": "engine.train.kind",
+    "select": "engine.synth.select",
 }
 
 

@@ -1,0 +1,333 @@
+"""Run kind ``select``: the synthetic images of one configuration, chosen from the GANs' pools.
+
+Given a paper label (``1:1/2 sgn div``), the class sizes of the FULL real training split and the pools, it
+computes the per-class synthetic counts with the ratio grammar (``engine.config``), orders each class of each
+pool with the label's sampler and takes the first ``k`` (so selections are nested across ratios and, since
+nothing here depends on the replicate, fixed across replicates). Translation GANs (pix2pixHD, SPADE) make one
+image per mask: they are sampled at random and give at most what they hold (asking for more is an error
+unless ``cap``; with ``all`` they always give at most their capacity, as in the paper).
+
+``all`` (the paper's "samples from every GAN together"): ``all_mode = "union"`` (default, what the paper ran:
+each GAN contributes the label's count, translation GANs their capacity; its ``1:1/2 all`` set is 2,346
+pix2pixHD + 2,346 SPADE + 7,402 PGAN + 7,402 StyleGAN2) or ``"share"`` (the label's count split equally
+between the GANs, translation GANs capped at capacity and the rest spread over the others).
+
+Artefacts: ``selection.csv`` (``pool_id,gan,label,rank,score``: rank 1 = the sampler's first choice; score =
+the helper's error for best/worst, the distance to the nearest other selected image for diverse, empty for
+random), ``rejected.csv`` for diverse (``pool_id,label,nearest_kept,distance``: every image the exclusion set
+aside; with several diverse GANs, their rows follow the order of ``result.json``'s ``parts``), and
+``result.json`` (counts per class and per GAN, what each sampler kept, excluded and overflowed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.config import TRANSLATION_GANS, Configuration
+from engine.errors import InputError
+from engine.fsutil import atomic_write_json, atomic_write_text
+from engine.runner.kinds import RunContext, register_kind
+from engine.synth.pool import CLASS_NAMES, Pool
+from engine.synth.samplers.diverse import DEFAULT_THRESHOLD
+
+# The paper's tag order (p2p spd pgn sgn); families it does not know follow, alphabetically.
+GAN_ORDER = ("pix2pixhd", "spade", "pgan", "stylegan2")
+SELECTION_COLUMNS = ("pool_id", "gan", "label", "rank", "score")
+REJECTED_COLUMNS = ("pool_id", "label", "nearest_kept", "distance")
+HELPER_SAMPLERS = frozenset({"best", "worst"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplerSettings(_Strict):
+    """``[samplers]`` of ``experiments.toml``: shared by every sampler, each reads what it needs."""
+
+    diverse_threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=31)
+    all_mode: Literal["union", "share"] = "union"
+    helper: str | None = None  # classify run whose best checkpoint ranks best/worst
+    seed: int = 0  # of the random order (random sampling, diverse's visiting order); never the replicate
+
+
+class SelectData(_Strict):
+    format: Literal["isic2019", "isic2020", "derm7pt-derm", "derm7pt-clinic", "dermofit", "csv"]
+    root: str
+    split_seed: int = 0
+    split_file: str | None = None  # a split CSV (``ganaug data split``) instead of the workspace's seeded split
+
+
+class SelectConfig(_Strict):
+    label: str
+    pools: dict[str, str]  # GAN family -> gan-pool run id
+    data: SelectData
+    samplers: SamplerSettings = SamplerSettings()
+    cap: bool = False  # translation GANs: clip a request to the masks they have instead of refusing it
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(256, ge=1)  # helper scoring
+
+    @property
+    def configuration(self) -> Configuration:
+        return Configuration.parse(self.label)
+
+
+def parse_select_config(raw: dict[str, Any]) -> SelectConfig:
+    """A validated select config; any error is one InputError naming the key."""
+    try:
+        cfg = SelectConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise InputError(f"select config: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+    try:
+        conf = cfg.configuration
+    except ValueError as exc:
+        raise InputError(f"select config: label: {exc}") from None
+    if not conf.ratio.has_synthetic:
+        raise InputError(f"select config: label: {cfg.label!r} has no synthetic images to select")
+    wanted = set(cfg.pools) if conf.gan == "all" else {conf.gan}
+    if not cfg.pools or (conf.gan != "all" and set(cfg.pools) != wanted):
+        raise InputError(f"select config: pools: {cfg.label!r} needs the pool of {', '.join(sorted(wanted))} "
+                         f"(and only that), got {', '.join(sorted(cfg.pools)) or 'none'}")
+    if conf.sampler in HELPER_SAMPLERS and not cfg.samplers.helper:
+        raise InputError(f"select config: samplers.helper: {conf.sampler} sampling ranks by a helper classifier; "
+                         f"name its classify run (the replicate-0 1:0 baseline of the same data)")
+    return cfg
+
+
+def validate_select(config: dict[str, Any]) -> dict[str, Any]:
+    return parse_select_config(config).model_dump(mode="json")
+
+
+def gan_order(gans: list[str] | set[str]) -> list[str]:
+    return sorted(gans, key=lambda g: (GAN_ORDER.index(g) if g in GAN_ORDER else len(GAN_ORDER), g))
+
+
+def plan_counts(want: tuple[int, int], available: dict[str, tuple[int, int]], translation: set[str], *,
+                all_gans: bool, cap: bool, all_mode: str = "union") -> dict[str, tuple[int, int]]:
+    """Images per GAN and class (benign, melanoma) for a request of ``want`` synthetic images per class.
+
+    A request beyond what a noise GAN's pool holds is an InputError (sample a bigger pool); beyond what a
+    translation GAN holds, an error unless ``cap`` (alone) or always clipped (within ``all``).
+    """
+    gans = gan_order(set(available))
+    out: dict[str, list[int]] = {g: [0, 0] for g in gans}
+    for c, name in enumerate(CLASS_NAMES):
+        if all_gans and all_mode == "share":
+            shares = _shares(want[c], {g: available[g][c] for g in gans}, translation)
+        else:
+            shares = {g: want[c] for g in gans}
+        for g in gans:
+            have = available[g][c]
+            if shares[g] > have:
+                if g in translation and (cap or all_gans):
+                    shares[g] = have
+                elif g in translation:
+                    raise InputError(f"{g} has {have} {name} images (one per mask) but the selection asks for "
+                                     f"{shares[g]}; set cap = true (--cap) to use all {have}")
+                else:
+                    raise InputError(f"the {g} pool holds {have} {name} images but the selection asks for "
+                                     f"{shares[g]}; sample a bigger pool")
+            out[g][c] = shares[g]
+    return {g: (b, m) for g, (b, m) in out.items()}
+
+
+def _shares(total: int, available: dict[str, int], translation: set[str]) -> dict[str, int]:
+    """``total`` split as equally as possible (the first GANs in the paper's order take the remainder);
+    translation GANs take at most what they hold and the rest is spread over the others again."""
+    shares = dict.fromkeys(available, 0)
+    open_gans = list(available)
+    left = total
+    while left > 0 and open_gans:
+        base, extra = divmod(left, len(open_gans))
+        for i, g in enumerate(list(open_gans)):
+            give = base + (i < extra)
+            if g in translation:
+                give = min(give, available[g] - shares[g])
+            shares[g] += give
+            left -= give
+        open_gans = [g for g in open_gans if g not in translation or shares[g] < available[g]]
+    return shares  # short of ``total`` only when every GAN is a translation GAN and all are used whole
+
+
+def real_class_sizes(workspace: Path, data: SelectData) -> tuple[int, int, Path]:
+    """(benign, melanoma) of the full real training split, and the split file they come from."""
+    from engine.data import load_dataset
+    from engine.data.split import Split, persisted_split
+
+    records = load_dataset(data.format, data.root).records
+    if data.split_file:
+        path = Path(data.split_file)
+        split = Split.read_csv(path, records)
+    else:
+        split, path = persisted_split(workspace, data.format, records, data.split_seed)
+    labels = np.array([r.label for r in split.train])
+    return int((labels == 0).sum()), int((labels == 1).sum()), path
+
+
+def _is_translation(gan: str, pool: Pool) -> bool:
+    return gan in TRANSLATION_GANS or any(r["source_mask"] for r in pool.rows[:1])
+
+
+def _fmt(score: float | None) -> str:
+    if score is None or not math.isfinite(score):
+        return ""
+    return str(int(score)) if float(score).is_integer() else f"{score:.6g}"
+
+
+@register_kind("select", validate=validate_select)
+def run_select(ctx: RunContext) -> None:
+    """Order every class of every pool, take the configured counts, write the selection."""
+    from engine.synth.derived import pool_errors, pool_hashes
+    from engine.synth.samplers import ClassItems, create_sampler
+
+    cfg = parse_select_config(ctx.config)
+    conf = cfg.configuration
+    device = ctx.device if cfg.device == "auto" else cfg.device
+    n_benign, n_melanoma, split_path = real_class_sizes(ctx.workspace, cfg.data)
+    counts = conf.ratio.counts(n_benign, n_melanoma)
+    want = (counts.synth_benign, counts.synth_melanoma)
+    pools = {g: Pool(ctx.workspace / run) for g, run in cfg.pools.items()}
+    translation = {g for g, p in pools.items() if _is_translation(g, p)}
+    available = {g: (int((p.labels == 0).sum()), int((p.labels == 1).sum())) for g, p in pools.items()}
+    plan = plan_counts(want, available, translation, all_gans=conf.gan == "all", cap=cfg.cap,
+                       all_mode=cfg.samplers.all_mode)
+    ctx.log.info("%s: %d benign + %d melanoma synthetic (real train %d + %d); per GAN %s", conf.label, *want,
+                 n_benign, n_melanoma, plan)
+
+    sel = io.StringIO()
+    sel_w = csv.writer(sel, lineterminator="\n")
+    sel_w.writerow(SELECTION_COLUMNS)
+    rej = io.StringIO()
+    rej_w = csv.writer(rej, lineterminator="\n")
+    rej_w.writerow(REJECTED_COLUMNS)
+    any_rejected = False
+    parts = []
+    settings = cfg.samplers.model_dump()
+    for gan in gan_order(set(pools)):
+        pool, run = pools[gan], cfg.pools[gan]
+        sampler_name = "random" if gan in translation else conf.sampler
+        sampler = create_sampler(sampler_name, **settings)
+        cache: dict[str, np.ndarray] = {}
+
+        def hashes(pool: Pool = pool, run: str = run, cache: dict[str, np.ndarray] = cache) -> np.ndarray:
+            if "phash" not in cache:
+                cache["phash"] = pool_hashes(ctx.workspace, run, pool, ctx.progress)
+            return cache["phash"]
+
+        def errors(pool: Pool = pool, run: str = run, cache: dict[str, np.ndarray] = cache) -> np.ndarray:
+            if "errors" not in cache:
+                scored = pool_errors(ctx.workspace, run, pool, str(cfg.samplers.helper), device, cfg.batch_size,
+                                     ctx.progress, ctx.stop_requested)
+                if scored is None:
+                    raise _Stopped
+                cache["errors"] = scored
+            return cache["errors"]
+
+        part: dict[str, Any] = {"gan": gan, "pool": run, "sampler": sampler_name, "counts": {}, "available": {},
+                                "preferred": {}, "overflow": {}}
+        for label, name in enumerate(CLASS_NAMES):
+            rows = np.flatnonzero(pool.labels == label)
+            k = plan[gan][label]
+            items = ClassItems([pool.ids[r] for r in rows], label, lambda rows=rows, h=hashes: h()[rows],
+                               lambda rows=rows, e=errors: e()[rows])
+            try:
+                ordering = sampler(items) if k else None
+            except _Stopped:
+                return  # resumes from the cached partial scores
+            positions, scores = ordering.take(k) if ordering else (np.zeros(0, np.int64), None)
+            for rank, pos in enumerate(positions.tolist(), start=1):
+                score = None if scores is None else float(scores[rank - 1])
+                sel_w.writerow([items.ids[pos], gan, label, rank, _fmt(score)])
+            overflow = max(0, k - ordering.preferred) if ordering else 0
+            if overflow:
+                ctx.log.warning("%s %s: %d images asked, only %d meet the %s criterion; %d more taken from the "
+                                "rest of its order", gan, name, k, ordering.preferred, sampler_name, overflow)
+            if ordering is not None and ordering.rejected is not None:
+                any_rejected = True
+                r = ordering.rejected
+                for pos, near, dist in zip(r.positions.tolist(), r.nearest.tolist(), r.distance.tolist(),
+                                           strict=True):
+                    rej_w.writerow([items.ids[pos], label, items.ids[near], dist])
+                part.setdefault("excluded", {})[name] = len(r.positions)
+            part["counts"][name] = k
+            part["available"][name] = len(rows)
+            part["preferred"][name] = ordering.preferred if ordering else len(rows)
+            part["overflow"][name] = overflow
+        parts.append(part)
+
+    if any_rejected:
+        atomic_write_text(ctx.run_dir / "rejected.csv", rej.getvalue())
+    atomic_write_text(ctx.run_dir / "selection.csv", sel.getvalue())
+    atomic_write_json(ctx.run_dir / "result.json", {
+        "label": conf.label,
+        "gan": conf.gan,
+        "sampler": conf.sampler,
+        "counts": {name: sum(p["counts"][name] for p in parts) for name in CLASS_NAMES},
+        "real": {"benign": n_benign, "melanoma": n_melanoma},
+        "parts": parts,
+        "settings": {"diverse_threshold": cfg.samplers.diverse_threshold, "all_mode": cfg.samplers.all_mode,
+                     "helper": cfg.samplers.helper, "seed": cfg.samplers.seed, "cap": cfg.cap},
+        "split": str(split_path),
+        "config": cfg.model_dump(mode="json"),
+    })
+    ctx.metrics({"synthetic_benign": float(want[0]), "synthetic_melanoma": float(want[1])}, step=0)
+
+
+class _Stopped(Exception):
+    """A stop was requested while the helper scored a pool."""
+
+
+@dataclass(frozen=True)
+class SelectionPart:
+    """The images one GAN's pool contributes to a selection, in selection order."""
+
+    gan: str
+    pool_run: str
+    sampler: str
+    ids: list[str]
+    labels: np.ndarray
+
+    def pool_dir(self, workspace: Path) -> Path:
+        return Path(workspace) / self.pool_run
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a finished ``select`` run chose: the classifier's synthetic source ``{"select": RUN}``."""
+
+    run_id: str
+    label: str
+    gan: str
+    sampler: str
+    counts: dict[str, int]
+    parts: list[SelectionPart]
+
+
+def load_selection(workspace: Path, run_id: str) -> Selection:
+    """Read a finished select run (its ``result.json`` and ``selection.csv``); InputError when it has none."""
+    run_dir = Path(workspace) / run_id
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+        with open(run_dir / "selection.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError):
+        raise InputError(f"run {run_id}: no selection (result.json + selection.csv); is it a finished select "
+                         f"run of {workspace}?") from None
+    if "parts" not in result or (rows and set(rows[0]) != set(SELECTION_COLUMNS)):
+        raise InputError(f"run {run_id}: not a select run's result")
+    parts = []
+    for p in result["parts"]:
+        mine = [r for r in rows if r["gan"] == p["gan"]]
+        parts.append(SelectionPart(p["gan"], p["pool"], p["sampler"], [r["pool_id"] for r in mine],
+                                   np.array([int(r["label"]) for r in mine], dtype=np.int64)))
+    return Selection(run_id, result["label"], result["gan"], result["sampler"], dict(result["counts"]), parts)
