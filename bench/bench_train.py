@@ -63,7 +63,7 @@ class _FileDataset(torch.utils.data.Dataset):
         self.files, self.labels = files, labels
         self.tf = T.Compose([
             T.RandomResizedCrop(res, scale=(0.75, 1.0)), T.RandomHorizontalFlip(), T.RandomVerticalFlip(),
-            T.RandomRotation(45), T.ColorJitter(hue=0.1), T.ToTensor(),
+            T.RandomRotation(45), T.ColorJitter(hue=0.05), T.ToTensor(),
             T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
         ])
 

@@ -195,6 +195,19 @@ class Experiment:
         return real_only[0] if len(real_only) == 1 else self.baseline
 
 
+def _data_settings(data: Any, path: Path, where: str) -> dict[str, Any]:
+    """An experiment's ``data`` table: the keys of a classify run's ``data`` (e.g. ``split_file``, the paper's
+    split from ``ganaug data split --assign``); a relative ``split_file`` is relative to the TOML file."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: must be a table (e.g. data = {{ split_file = \"splits/paper.csv\" }})")
+    out = dict(data)
+    if "split_file" in out:
+        if not isinstance(out["split_file"], str) or not out["split_file"]:
+            raise InputError(f"{where}.split_file: must be a path string")
+        out["split_file"] = str((path.parent / Path(out["split_file"]).expanduser()).absolute())
+    return out
+
+
 def load_experiments(path: str | Path) -> list[Experiment]:
     """Read ``experiments.toml``; every error names the file and the key (e.g. ``experiment[1].groups.ratio[2]``)."""
     path = Path(path)
@@ -236,6 +249,8 @@ def load_experiments(path: str | Path) -> list[Experiment]:
         replicates = settings.get("replicates", 10)
         if not isinstance(replicates, int) or replicates < 1:
             raise InputError(f"{where}.replicates: must be a positive integer")
+        if "data" in settings:
+            settings["data"] = _data_settings(settings["data"], path, f"{where}.data")
         real_only = [c.label for _, confs in groups for c in confs if not c.ratio.has_synthetic]
         baseline = settings.get("baseline", real_only[0] if real_only else labels_seen[0])
         if baseline not in labels_seen:

@@ -87,3 +87,14 @@ def test_bad_experiments_file_names_file_and_key(tmp_path: Path) -> None:
     f.write_text('[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0", "1:1/2 nope"]\n')
     with pytest.raises(InputError, match=r"experiments\.toml: experiment\[0\]\.groups\.g\[1\]: .*nope"):
         load_experiments(f)
+
+
+def test_experiments_take_the_split_file_key_of_classify_runs(tmp_path) -> None:
+    toml = tmp_path / "exp.toml"
+    toml.write_text('[defaults.data]\nsplit_file = "splits/paper.csv"\n\n[[experiment]]\nname = "a"\n'
+                    '[experiment.groups]\nbaseline = ["1:0"]\n')
+    (exp,) = load_experiments(toml)
+    assert exp.settings["data"] == {"split_file": str(tmp_path / "splits" / "paper.csv")}
+    toml.write_text('[[experiment]]\nname = "a"\ndata = { split_file = 3 }\n[experiment.groups]\nbaseline = ["1:0"]\n')
+    with pytest.raises(InputError, match=r"experiment\[0\]\.data\.split_file: must be a path string"):
+        load_experiments(toml)

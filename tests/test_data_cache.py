@@ -107,3 +107,34 @@ def test_jpeg_draft_decode_stays_close_to_a_full_decode(tmp_path, write_image):
     path = write_image(tmp_path / "big.jpg", seed=5, size=(400, 300))
     fast = decode_image(path, 32).astype(int)
     assert np.abs(fast - _direct(path, 32).astype(int)).mean() < 3
+
+
+def test_array_source_is_served_like_files(tmp_path, images):
+    """Pool images (pixels, at a GAN's resolution) and image files share one cache, one resize, one loader."""
+    from engine.data.cache import pixel_key
+
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((24, 24))) for p in images])
+    files = []
+    for i, px in enumerate(pixels):  # the same pictures as lossless files
+        files.append(tmp_path / "png" / f"{i}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(px).save(files[-1])
+    cache = ImageCache(tmp_path / "cache")
+    arr = cache.load_arrays(pixels, 16)
+    assert arr.shape == (6, 16, 16, 3) and isinstance(arr, np.memmap) and not arr.flags.writeable
+    assert (cache.stats.hits, cache.stats.misses) == (0, 6)
+    np.testing.assert_array_equal(arr, cache.load(files, 16))  # a file and its pixels: the same cached image
+    for row, px in zip(arr, pixels, strict=True):
+        np.testing.assert_array_equal(row, np.asarray(Image.fromarray(px).resize((16, 16), Image.Resampling.BILINEAR)))
+    # keyed by content: the same pixels in another array (another order, a repeat) are hits
+    again = ImageCache(tmp_path / "cache")
+    np.testing.assert_array_equal(again.load_arrays(pixels[[5, 0, 0]], 16), arr[[5, 0, 0]])
+    assert (again.stats.hits, again.stats.misses) == (3, 0)
+    changed = pixels[:2].copy()
+    changed[1, 0, 0, 0] ^= 1  # one value of one pixel
+    again.load_arrays(changed, 16)
+    assert again.stats.misses == 1
+    assert pixel_key(pixels[0]) != pixel_key(pixels[0].reshape(12, 48, 3))  # the shape is part of the key
+    with pytest.raises(ValueError, match="uint8"):
+        cache.load_arrays(pixels.astype(np.float32), 16)
+    assert _leftovers(tmp_path / "cache") == []

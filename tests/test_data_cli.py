@@ -150,3 +150,60 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, monkeypatch, capsys, m
     assert_input_error(run(monkeypatch, capsys, *split, afile / "x.csv"), str(afile / "x.csv"), "cannot write")
     assert_input_error(run(monkeypatch, capsys, "data", "demo", "--out", afile / "demo"), str(afile / "demo"))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+
+
+def test_split_from_assignment_files_json_is_a_superset(tmp_path, monkeypatch, capsys, make_isic2019):
+    rows = [(f"ISIC_{i:07d}", "MEL" if i % 4 == 0 else "NV") for i in range(20)] + [("ISIC_0000020", "BCC")]
+    root = make_isic2019(tmp_path / "isic", rows)
+    ids = [r[0] for r in rows]
+
+    def listing(name: str, chosen: list[str]) -> str:
+        path = tmp_path / f"{name}.csv"  # the authors' layout: ISIC_2019_Training_Input/<id>, one-hot, label
+        path.write_text("image,MEL,NV,label\n" + "".join(f"ISIC_2019_Training_Input/{i},0,1,0\n" for i in chosen))
+        return f"{name}={path}"
+
+    assign = ["--assign", listing("train", ids[:12]), "--assign", listing("val", ids[12:15]),
+              "--assign", listing("test", ids[15:19])]
+    out_csv = tmp_path / "paper.csv"
+    code, out, err = run(monkeypatch, capsys, "data", "split", "-f", "isic2019", "-r", root, *assign, "-o", out_csv,
+                         "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {"out", "seed", "train", "val", "test"} <= set(doc)  # the keys of a stratified split's document stay
+    assert [doc[p]["n"] for p in ("train", "val", "test")] == [12, 3, 4]
+    assert [doc[p]["melanoma"] for p in ("train", "val", "test")] == [3, 1, 1]
+    assert doc["unassigned"] == 1 and doc["seed"] is None  # ISIC_0000019 (the carcinoma is no data-set image)
+    frame = out_csv.read_text().splitlines()
+    assert len(frame) == 1 + 19 and frame[1].startswith("ISIC_0000000,")
+    # the human form says how many images take no part
+    code, out, err = run(monkeypatch, capsys, "data", "split", "-f", "isic2019", "-r", root, *assign, "-o", out_csv)
+    assert code == 0 and "train      12 images" in out and "1 images of the data set are in no list" in err
+    # each kind of inconsistency is one line, and nothing is written
+    bad = tmp_path / "bad.csv"
+    for chosen, fragment in [(ids[:12] + ["ISIC_0000020"], "line 14: image 'ISIC_0000020' is not in the data set"),
+                             (ids[:12] + [ids[13]], "val.csv, line 3: image 'ISIC_0000013' is also in the train part")]:
+        bad.unlink(missing_ok=True)
+        bad_assign = ["--assign", listing("train", chosen), *assign[2:]]
+        result = run(monkeypatch, capsys, "data", "split", "-f", "isic2019", "-r", root, *bad_assign, "-o", bad)
+        assert_input_error(result, fragment)
+        assert not bad.exists()
+    assert_input_error(run(monkeypatch, capsys, "data", "split", "-f", "isic2019", "-r", root, *assign[:4], "-o", bad),
+                       "--assign", "missing test")
+    assert_input_error(run(monkeypatch, capsys, "data", "split", "-f", "isic2019", "-r", root, *assign, "--seed", "1",
+                           "-o", bad), "--seed")
+
+
+def test_check_with_a_subset_keeps_only_listed_images(tmp_path, monkeypatch, capsys, make_isic2019):
+    rows = [(f"ISIC_{i:07d}", "MEL" if i % 3 == 0 else "NV") for i in range(12)]
+    root = make_isic2019(tmp_path / "isic", rows)
+    subset = tmp_path / "subset.csv"
+    subset.write_text("image\nISIC_0000000\nISIC_0000004_downsampled\nISIC_0000005.jpg\n")
+    code, out, err = run(monkeypatch, capsys, "data", "check", "-f", "isic2019", "-r", root, "--subset", subset,
+                         "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["n"], doc["melanoma"], doc["benign"]) == (3, 1, 2)
+    assert doc["dropped"] == {"not in the subset": 9} and doc["subset"] == str(subset)
+    subset.write_text("image\nISIC_0000000\nISIC_0000099\n")
+    assert_input_error(run(monkeypatch, capsys, "data", "check", "-f", "isic2019", "-r", root, "--subset", subset),
+                       f"{subset}, line 3: image 'ISIC_0000099' is not in the isic2019 data set")

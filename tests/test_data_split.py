@@ -119,3 +119,83 @@ def test_replicates_are_paired_across_configurations_and_differ_between_replicat
 def test_fraction_out_of_range():
     with pytest.raises(ValueError, match="fraction"):
         real_subset(_records(10, 2), 1.5, replicate=0)
+
+
+def _lists(tmp_path: Path, parts: dict[str, list[str]], column: str = "image") -> dict[str, Path]:
+    """One CSV per part in the authors' style: ``ISIC_2019_Training_Input/<id>`` without extension, plus a label."""
+    files = {}
+    for name, ids in parts.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(f"{column},MEL,label\n" + "".join(f"ISIC_2019_Training_Input/{i},0.0,0\n" for i in ids))
+        files[name] = path
+    return files
+
+
+def test_assigned_split_reproduces_the_given_parts_exactly(tmp_path):
+    from engine.data.split import assigned_split
+
+    records = _records(100, 30)
+    ids = [r.image_id for r in records]
+    # not stratified: the lists put 20 of the 30 melanomas (ids 0-29) in train, 4 in val, 6 in test
+    parts = {"train": ids[:20] + ids[40:90], "val": ids[20:24] + ids[90:95], "test": ids[24:30] + ids[95:100]}
+    split, unassigned = assigned_split(records, _lists(tmp_path, parts))
+    assert {name: [r.image_id for r in rs] for name, rs in split.parts().items()} == {
+        k: sorted(v) for k, v in parts.items()}
+    assert [sum(r.label for r in rs) for rs in (split.train, split.val, split.test)] == [20, 4, 6]
+    assert unassigned == 100 - 90  # ids 30-39 are in no list
+    split.write_csv(tmp_path / "split.csv")
+    assert Split.read_csv(tmp_path / "split.csv", records) == split
+
+
+def test_assigned_split_matches_downsampled_ids_and_file_names(tmp_path):
+    from engine.data.split import assigned_split
+
+    records = _records(6, 2)
+    records[3] = LesionRecord(image=Path("/data/ISIC_0000003_downsampled.jpg"), label=0, diagnosis="NV",
+                              source="isic2019", image_id="ISIC_0000003_downsampled")
+    files = {"train": tmp_path / "t.csv", "val": tmp_path / "v.csv", "test": tmp_path / "s.csv"}
+    files["train"].write_text("image_name\nISIC_0000000.jpg\nISIC_0000003\nISIC_0000004_downsampled\n")
+    files["val"].write_text("image_id\nISIC_0000001\nISIC_0000005\n")
+    files["test"].write_text("image\nISIC_2019_Training_Input/ISIC_0000002\n")
+    split, unassigned = assigned_split(records, files)
+    assert [r.image_id for r in split.train] == ["ISIC_0000000", "ISIC_0000003_downsampled", "ISIC_0000004"]
+    assert unassigned == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["val"].append(p["train"][0]),
+     r"val\.csv, line 7: image 'ISIC_0000000' is also in the train part \(.*train\.csv, line 2\)"),
+    (lambda p: p["test"].append("ISIC_9999999"), r"test\.csv, line \d+: image 'ISIC_9999999' is not in the data set"),
+    (lambda p: p["train"].append(p["train"][1]), r"train\.csv, line \d+: image 'ISIC_0000001' listed twice"),
+])
+def test_assigned_split_reports_inconsistencies(tmp_path, change, message):
+    from engine.data.split import assigned_split
+
+    records = _records(30, 10)
+    ids = [r.image_id for r in records]
+    parts = {"train": ids[:20], "val": ids[20:25], "test": ids[25:]}
+    change(parts)
+    with pytest.raises(InputError, match=message):
+        assigned_split(records, _lists(tmp_path, parts))
+    with pytest.raises(InputError, match="missing val"):
+        assigned_split(records, {"train": tmp_path / "train.csv", "test": tmp_path / "test.csv"})
+
+
+def test_listed_subset_keeps_exactly_the_listed_images(tmp_path):
+    from engine.data import Dataset
+    from engine.data.subsets import listed_subset
+
+    records = _records(50, 10)
+    ds = Dataset("isic2020", Path("/data"), records, {})
+    listed = [records[i].image_id for i in (3, 0, 17, 42, 11)]
+    (tmp_path / "subset.csv").write_text("image\n" + "\n".join(f"train/{i}" for i in listed) + "\n")
+    sub = listed_subset(ds, tmp_path / "subset.csv")
+    assert {r.image_id for r in sub.records} == set(listed)
+    assert [r.image_id for r in sub.records] == sorted(listed)  # the data set's order
+    assert sub.dropped == {"not in the subset": 45} and (sub.n_melanoma, sub.n_benign) == (2, 3)
+    (tmp_path / "bad.csv").write_text("image\nISIC_0000003\nISIC_0099999\n")
+    with pytest.raises(InputError, match=r"bad\.csv, line 3: image 'ISIC_0099999' is not in the isic2020 data set"):
+        listed_subset(ds, tmp_path / "bad.csv")
+    (tmp_path / "nocol.csv").write_text("name\nISIC_0000003\n")
+    with pytest.raises(InputError, match="no image column"):
+        listed_subset(ds, tmp_path / "nocol.csv")

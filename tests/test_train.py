@@ -25,6 +25,8 @@ class FakeContext:
 
     def __init__(self, run_dir: Path, stop_after_progress: int | None = None) -> None:
         self.run_id = "test"
+        self.label: str | None = None
+        self.experiment: str | None = None
         self.run_dir = run_dir
         self.workspace = run_dir.parent
         self.config: dict[str, Any] = {}
@@ -81,7 +83,9 @@ def test_config_defaults_are_the_paper() -> None:
     assert (o.plateau_factor, o.plateau_patience, o.min_lr, o.early_stop_patience) == (0.1, 10, 1e-5, 22)
     assert (cfg.model.name, cfg.model.res, cfg.model.norm, cfg.tta.replicas) == ("inception_v4", 299, "imagenet", 50)
     a = cfg.augment
-    assert (a.hflip, a.vflip, a.crop_scale, a.rotation, a.hue, a.brightness) == (True, True, (0.75, 1.0), 45, 0.1, 0)
+    # hue: the authors' code ran ColorJitter(hue=0.5*0.1) = +-0.05 (the one place where the code wins)
+    assert (a.hflip, a.vflip, a.crop_scale, a.rotation, a.hue, a.brightness) == (True, True, (0.75, 1.0), 45, 0.05, 0)
+    assert a.source_scale == 1
     assert parse_config(cfg.to_json()) == cfg
 
 
@@ -118,8 +122,23 @@ def test_augmentation_ranges_follow_the_paper() -> None:
     h = p.theta[:, 1, :2].norm(dim=1)  # row norms are the crop's half-extents: row 1 = h * (sin, cos)
     angle = torch.rad2deg(torch.asin((p.theta[:, 1, 0].abs() / h).clamp(max=1)))
     assert angle.abs().max() <= 45 + 1e-3 and angle.abs().max() > 40
-    assert p.hue.abs().max() <= 0.1 and p.hue.abs().max() > 0.09
+    assert p.hue.abs().max() <= 0.05 and p.hue.abs().max() > 0.049
     assert torch.all(p.brightness == 1)
+
+
+def test_paper_hue_default_shifts_each_image_by_at_most_18_degrees() -> None:
+    """Measured on the pixels: a saturated colour's hue moves by at most 0.05 of the circle, and nearly that."""
+    import colorsys
+
+    aug = Augmenter(AugmentConfig(preset="paper", hflip=False, vflip=False, crop_scale=(1.0, 1.0), rotation=0),
+                    mean=(0, 0, 0), std=(1, 1, 1))
+    colour = (200, 60, 30)
+    batch = torch.tensor(colour, dtype=torch.uint8).view(1, 1, 1, 3).expand(2000, 8, 8, 3).contiguous()
+    out = aug(batch, make_generator("cpu", 4))[:, :, 4, 4]
+    h0 = colorsys.rgb_to_hsv(*(c / 255 for c in colour))[0]
+    shifts = torch.tensor([(colorsys.rgb_to_hsv(*px.tolist())[0] - h0 + 0.5) % 1 - 0.5 for px in out])
+    assert shifts.abs().max() <= 0.05 + 1e-4 and shifts.abs().max() > 0.045
+    assert shifts.min() < -0.04 and shifts.max() > 0.04  # both directions
 
 
 def test_hue_shift_matches_torchvision_per_image() -> None:
@@ -192,6 +211,31 @@ def test_monitor_plateau_and_early_stopping_on_a_scripted_curve() -> None:
     monitor = Monitor(torch.optim.SGD([param], lr=1e-3), OptimConfig(monitor="val_auc", early_stop_patience=2))
     assert [monitor.step(v) for v in (0.6, 0.7, 0.65, 0.69)] == [(True, False), (True, False), (False, False),
                                                                   (False, True)]
+
+
+@pytest.mark.parametrize("monitor, base, better", [("val_loss", 1.0, -1.0), ("val_auc", 0.8, 1.0)])
+def test_one_improvement_rule_for_plateau_early_stopping_and_best(monitor: str, base: float, better: float) -> None:
+    """A gain below the scheduler's relative threshold (1e-4) resets neither counter nor moves the best."""
+    def run(gains: list[float]) -> tuple[list[bool], list[float], list[bool]]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        mon = Monitor(opt, OptimConfig(monitor=monitor, plateau_patience=2, early_stop_patience=4))
+        improved, lrs, stops = [], [], []
+        for gain in gains:
+            imp, stop = mon.step(base + better * gain)
+            improved.append(imp)
+            lrs.append(opt.param_groups[0]["lr"])
+            stops.append(stop)
+        return improved, lrs, stops
+
+    flat = [0.0] * 6
+    tiny = [0.0, 1e-6, 2e-6, 3e-6, 4e-6, 5e-6]  # each epoch strictly better than the last, by 1e-6
+    assert run(tiny) == run(flat)
+    improved, lrs, stops = run(tiny)
+    assert improved == [True] + [False] * 5  # the best checkpoint stays at epoch 1
+    assert lrs[3] == pytest.approx(1e-4) and stops.index(True) == 4  # both counters ran on
+    real_gain = [0.0, 0.0, 0.0, 0.01, 0.0, 0.0]  # 1 % of the value: resets both
+    improved, lrs, stops = run(real_gain)
+    assert improved == [True, False, False, True, False, False] and lrs == [1e-3] * 6 and not any(stops)
 
 
 def test_balanced_sampler_balances_classes() -> None:
@@ -304,3 +348,76 @@ def test_classify_config_is_frozen_and_complete() -> None:
     assert str(cfg.real_fraction) == "1/4"
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_protocol_diff_ignores_what_a_configuration_may_vary() -> None:
+    from engine.train import protocol_diff
+
+    base = {"data": {"format": "isic2019", "root": "/d"},
+            "tests": [{"format": "isic2020", "root": "/e"}, {"format": "dermofit", "root": "/f"}]}
+    allowed = {**base, "real_fraction": "1/4", "replicate": 3, "synthetic": [{"pool": "p", "ids": "/i.csv"}],
+               "device": "cpu", "amp": False, "compile": True, "tta": {"batch_size": 64},
+               "tests": list(reversed(base["tests"]))}  # the order of the test sets does not matter
+    assert protocol_diff(base, allowed) == []
+    assert protocol_diff(base, parse_config(base)) == []  # a validated config and its raw form agree
+    forbidden = {**allowed, "optim": {"lr": 0.01}, "augment": {"hue": 0.1}, "tta": {"replicas": 10},
+                 "seed": 1, "data": {"format": "isic2019", "root": "/d", "split_file": "/paper.csv"},
+                 "tests": [{"format": "isic2020", "root": "/e", "subset": "/s.csv"}]}
+    assert protocol_diff(base, forbidden) == ["augment.hue", "data.split_file", "optim.lr", "seed",
+                                              "tests.dermofit", "tests.isic20.subset", "tta.replicas"]
+
+
+def test_crop_from_a_larger_cached_copy_outputs_the_model_resolution() -> None:
+    """``augment.source_scale``: the cache holds 1.25 R; augmented and plain batches both come out at R."""
+    import torch.nn.functional as F
+
+    big = torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    cfg = AugmentConfig(source_scale=1.25)
+    aug = Augmenter(cfg, mean=(0, 0, 0), std=(1, 1, 1), out_res=RES)
+    assert aug(big, make_generator("cpu", 0)).shape == (4, 3, RES, RES)
+    plain = aug(big, None, augment=False)
+    expected = F.interpolate(big.permute(0, 3, 1, 2).float() / 255, size=(RES, RES), mode="bilinear",
+                             antialias=True, align_corners=False)
+    torch.testing.assert_close(plain, expected)
+    # at scale 1 (no out_res) the input size is kept, as before
+    assert Augmenter(AugmentConfig(), out_res=None)(big, make_generator("cpu", 0)).shape == (4, 3, 40, 40)
+
+
+def test_cli_test_and_synthetic_specs(tmp_path: Path) -> None:
+    from engine.cli.train import _synthetic, _test_sets
+
+    root, subset, ids = tmp_path / "isic 2020@x", tmp_path / "subset.csv", tmp_path / "ids.csv"
+    for p in (root, subset, ids):
+        p.mkdir() if p is root else p.write_text("image\n")
+    assert _test_sets([f"isic2020={root}@{subset}", f"extra:csv={root}"]) == [
+        {"name": "", "format": "isic2020", "root": str(root), "subset": str(subset)},  # the subset after the LAST @
+        {"name": "extra", "format": "csv", "root": str(root), "subset": None}]
+    with pytest.raises(InputError, match="@SUBSET.csv"):
+        _test_sets([f"isic2020={root}@"])
+    assert _synthetic([str(ids), f"pool:run-1@{ids}", "pool:run-2"]) == [
+        {"csv": str(ids)}, {"pool": "run-1", "ids": str(ids)}, {"pool": "run-2", "ids": None}]
+    with pytest.raises(InputError, match="pool:RUN"):
+        _synthetic(["pool:"])
+
+
+def test_a_large_isic2020_test_set_without_subset_warns(tmp_path: Path, write_image: Any,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import engine.train.kind as kind
+    from engine.train.config import TestSetConfig
+
+    root = tmp_path / "isic2020"
+    lines = ["image_name,patient_id,diagnosis,target"]
+    for i in range(6):
+        write_image(root / "train" / f"ISIC_{i:07d}.jpg", seed=i)
+        lines.append(f"ISIC_{i:07d},P{i},{'melanoma' if i % 2 else 'nevus'},{i % 2}")
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "subset.csv").write_text("image\nISIC_0000000\nISIC_0000001\n")
+    monkeypatch.setattr(kind, "ISIC2020_SUBSET_HINT", 5)
+    log = logging.getLogger("test-isic20")
+    with caplog.at_level(logging.WARNING, logger="test-isic20"):
+        assert kind._test_set(TestSetConfig(format="isic2020", root=str(root)), log).n == 6
+        assert "no subset; the paper scored a 1,743-image subset" in caplog.text
+        caplog.clear()
+        sub = kind._test_set(TestSetConfig(format="isic2020", root=str(root), subset=str(tmp_path / "subset.csv")), log)
+        assert [r.image_id for r in sub.records] == ["ISIC_0000000", "ISIC_0000001"] and caplog.text == ""

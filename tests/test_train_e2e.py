@@ -6,6 +6,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,13 +58,27 @@ def train_cli(ws: Path, data: Path, *extra: str, fmt: str = "csv") -> tuple[int,
 def test_train_command_writes_consistent_artefacts(tmp_path: Path, datasets: dict[str, Path]) -> None:
     from sklearn.metrics import roc_auc_score
 
+    from engine.store import Store
+
     ws = tmp_path / "ws"
-    code, out = train_cli(ws, datasets["train"], "--epochs", "4", "--test", f"ood:csv={datasets['ood']}")
+    code, out = train_cli(ws, datasets["train"], "--epochs", "4", "--test", f"ood:csv={datasets['ood']}",
+                          "--label", "1:0")
     assert code == 0, out
     doc = json.loads(out)
     assert doc["status"] == "succeeded"
     run_dir = Path(doc["run_dir"])
     result = json.loads((run_dir / "result.json").read_text())
+    assert (result["label"], result["experiment"]) == ("1:0", None)
+    assert "n_train" not in result and "gan" not in result and "sampler" not in result
+    counts = result["counts"]
+    assert counts["synthetic"] == {"benign": 0, "melanoma": 0}
+    assert counts["real"]["benign"] + counts["real"]["melanoma"] == 160 - result["n_val"] - result["n_test"]["csv"]
+    # every AUC is also a store metric at step 0 (the results view reads them there)
+    with Store(ws) as store:
+        m = store.metrics(doc["run_id"])
+    aucs = {row.name: row.value for row in m[m["name"].str.startswith("auc/")].itertuples()}
+    assert aucs == {"auc/csv": result["auc"]["csv"], "auc/ood": result["auc"]["ood"], "auc/val": result["val_auc"]}
+    assert set(m[m["name"].str.startswith("auc/")]["step"]) == {0}
     with open(run_dir / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["test_set", "image", "label", "score"]
@@ -95,18 +110,27 @@ def test_fraction_and_replicate_pick_the_real_subset(tmp_path: Path, datasets: d
         assert code == 0, out
         docs.append(json.loads((Path(json.loads(out)["run_dir"]) / "result.json").read_text()))
     a, b = docs
-    assert a["n_train"]["real"] == b["n_train"]["real"] < 160
+    assert a["counts"] == b["counts"] and sum(a["counts"]["real"].values()) < 160
     assert a["auc"] == b["auc"] and a["val_auc"] == b["val_auc"]  # same subset, same seed: same result
 
 
 def test_synthetic_images_join_training_and_test_leak_is_refused(tmp_path: Path, datasets: dict[str, Path]) -> None:
     ws = tmp_path / "ws"
     synth = write_csv_set(tmp_path / "synth", 20, 7)
+    # a second source with melanomas only: a one-class synthetic set is allowed (ratios like (1:0:1))
+    mel_copy = tmp_path / "melcopies"
+    mel_copy.mkdir()
+    for i in range(1, 7, 2):
+        (mel_copy / f"{i}.png").write_bytes((synth / f"img7_{i:04d}.png").read_bytes())
+    (mel_copy / "labels.csv").write_text("image,label\n" + "".join(f"{i}.png,melanoma\n" for i in range(1, 7, 2)))
     code, out = train_cli(ws, datasets["train"], "--epochs", "1", "--tta", "1", "--synthetic",
-                          str(synth / "labels.csv"))
+                          str(synth / "labels.csv"), "--synthetic", f"csv:{mel_copy / 'labels.csv'}")
     assert code == 0, out
     result = json.loads((Path(json.loads(out)["run_dir"]) / "result.json").read_text())
-    assert result["n_train"]["synthetic"] == 20
+    assert result["counts"]["synthetic"] == {"benign": 10, "melanoma": 13}
+    assert result["gan"] == {"family": None, "gan_runs": [], "pool_runs": []} and result["sampler"] is None
+    assert [s["source"] for s in result["synthetic"]] == ["csv", "csv"]
+    assert result["config"]["synthetic"] == [{"csv": str(synth / "labels.csv")}, {"csv": str(mel_copy / "labels.csv")}]
     # a test set that contains a training image (same bytes, other file) is refused before training
     leak = tmp_path / "leak"
     leak.mkdir()
@@ -194,3 +218,195 @@ def test_demo_data_learns_and_scores_every_test_set(tmp_path: Path) -> None:
     losses = [h["train_loss"] for h in result["history"]]
     assert min(losses[-2:]) < losses[0]
     assert result["val_auc"] > 0.5
+
+
+def make_pool(ws: Path, run_id: str, images: np.ndarray, labels: list[int], family: str = "stylegan2") -> Path:
+    """A finished gan-pool run's folder, written with the pool format's own writer (no GAN needed)."""
+    from engine.synth.pool import PoolRow, PoolWriter, pool_id
+
+    order = np.argsort(labels, kind="stable")  # benign first, as a pool stores them
+    images, labels = images[order], [labels[i] for i in order]
+    seen = [0, 0]
+    rows = []
+    for i, label in enumerate(labels):
+        rows.append(PoolRow(pool_id(label, seen[label]), label, "gan-run-1", "kimg-000010", seed=i))
+        seen[label] += 1
+    writer = PoolWriter(ws / run_id, res=images.shape[1], shard_size=8)
+    n_shards = -(-len(rows) // 8)
+    for k in range(n_shards):
+        writer.write_shard(k, images[k * 8:(k + 1) * 8], rows[k * 8:(k + 1) * 8])
+    writer.finish(n_shards, {"family": family, "gan_run": "gan-run-1"})
+    return ws / run_id
+
+
+def toy_pixels(n: int, res: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(110, 170, size=(n, res, res, 3)).astype(np.uint8)
+    labels = [i % 2 for i in range(n)]
+    for i, label in enumerate(labels):
+        r, c = rng.integers(1, res - 6, size=2)
+        images[i, r:r + 5, c:c + 5] = 30 if label else 230
+    return images, labels
+
+
+def test_pool_images_train_through_the_cache_and_are_recorded(tmp_path: Path, datasets: dict[str, Path]) -> None:
+    from engine.data.cache import pixel_key, resize_pixels
+
+    ws = tmp_path / "ws"
+    pixels, labels = toy_pixels(24, 16, 3)  # the GAN's resolution (16 px) differs from the classifier's (32)
+    make_pool(ws, "pool-run", pixels, labels)
+    ids = tmp_path / "ids.csv"
+    picked = ["b000001", "b000004", "m000000", "m000002", "m000003", "m000011"]
+    ids.write_text("id\n" + "\n".join(picked) + "\n")
+    code, out = train_cli(ws, datasets["train"], "--epochs", "1", "--tta", "1", "--synthetic", f"pool:pool-run@{ids}")
+    assert code == 0, out
+    result = json.loads((Path(json.loads(out)["run_dir"]) / "result.json").read_text())
+    assert result["counts"]["synthetic"] == {"benign": 2, "melanoma": 4}
+    assert result["gan"] == {"family": "stylegan2", "gan_runs": ["gan-run-1"], "pool_runs": ["pool-run"]}
+    assert result["sampler"] is None
+    (source,) = result["synthetic"]
+    assert (source["source"], source["pool_run"], source["ids"], source["melanoma"]) == ("pool", "pool-run",
+                                                                                      str(ids), 4)
+    # the picked pool images went through the cache's array source at the classifier's resolution
+    from engine.synth.pool import Pool
+
+    pool = Pool(ws / "pool-run")
+    index = json.loads((ws / "cache" / "images" / f"res{RES}" / "index.json").read_text())
+    shard, row = index["entries"][pixel_key(pool.images[pool.rows_of(["m000011"])][0])]
+    cached = np.load(ws / "cache" / "images" / f"res{RES}" / shard, mmap_mode="r")[row]
+    np.testing.assert_array_equal(cached, resize_pixels(pool.images[pool.rows_of(["m000011"])][0], RES))
+    picked_keys = {pixel_key(im) for im in pool.images[pool.rows_of(picked)]}
+    others = {pixel_key(im) for im in pool.images[np.arange(len(pool))]} - picked_keys
+    assert picked_keys <= set(index["entries"]) and not others & set(index["entries"])
+
+
+def test_a_pool_that_holds_test_pixels_fails_the_run_before_any_score(tmp_path: Path,
+                                                                      datasets: dict[str, Path]) -> None:
+    ws = tmp_path / "ws"
+    pixels, labels = toy_pixels(6, RES, 4)
+    leaked = [np.asarray(Image.open(datasets["ood"] / f"img2_{i:04d}.png").convert("RGB")) for i in (5, 8)]
+    make_pool(ws, "leaky", np.concatenate([pixels, np.stack(leaked)]), [*labels, 1, 0])
+    code, out = train_cli(ws, datasets["train"], "--epochs", "1", "--tta", "1", "--synthetic", "pool:leaky",
+                          "--test", f"ood:csv={datasets['ood']}")
+    assert code == 1, out
+    doc = json.loads(out)
+    assert "test set ood: image img2_0005.png has the same pixels as synthetic training image" in doc["exit_reason"]
+    run_dir = Path(doc["run_dir"])
+    assert "epoch 1:" in (run_dir / "log.txt").read_text()  # found after training ...
+    assert not (run_dir / "predictions.csv").exists() and not (run_dir / "result.json").exists()  # ... before scores
+
+
+def _config(root: Path, **extra: Any) -> dict[str, Any]:
+    """A tiny classify config on the CSV set at ``root``; ``extra`` replaces whole top-level keys."""
+    return {"data": {"format": "csv", "root": str(root)}, "model": {"name": "test_resnet", "pretrained": False,
+                                                                      "res": RES},
+            "optim": {"max_epochs": 1, "batch_size": 16, "lr": 0.05}, "tta": {"replicas": 1}, **extra}
+
+
+def test_bad_input_is_refused_at_enqueue_even_detached(tmp_path: Path, datasets: dict[str, Path]) -> None:
+    """Each case: one line, exit 2 (InputError), and no run (no store) created, under --detach."""
+    import torch
+
+    from engine.runner.launch import launch
+
+    ws = tmp_path / "ws"
+    make_pool(ws, "pool-run", *toy_pixels(8, 16, 5))
+    before = sorted(p.relative_to(ws) for p in ws.rglob("*"))
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text(f"image,label\n{datasets['train'] / 'img1_0000.png'},maybe\n")
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id\nb000000\nm000099\n")
+    no_col = tmp_path / "subset.csv"
+    no_col.write_text("file\na.png\n")
+    train = datasets["train"]
+    cases = [
+        (_config(train, data={"format": "isic2019", "root": str(train)}), "no ISIC_2019_Training_GroundTruth.csv"),
+        (_config(train, synthetic=[str(bad_csv)]), "column label: 'maybe'"),
+        (_config(train, synthetic=[{"pool": "no-such-run"}]), "synthetic[0].pool: no run 'no-such-run'"),
+        (_config(train, synthetic=[{"pool": "pool-run", "ids": str(tmp_path / "none.csv")}]),
+         "synthetic[0].ids:"),
+        (_config(train, synthetic=[{"pool": "pool-run", "ids": str(ids)}]),
+         "line 3: pool id 'm000099' is not in the pool of run pool-run"),
+        (_config(train, real_fraction="1/1000"), "real_fraction: 1/1000 of the"),
+        (_config(train, tests=[{"format": "dermofit", "root": str(train)}]), "no lesionlist.txt"),
+        (_config(train, tests=[{"name": "ood", "format": "csv", "root": str(datasets["ood"]), "subset": str(no_col)}]),
+         "no image column"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((_config(train, device="cuda"), "device: cuda requested but no CUDA GPU is visible"))
+    for config, message in cases:
+        with pytest.raises(InputError) as err:
+            launch("classify", config, workspace=ws, detach=True)
+        assert message in str(err.value) and "\n" not in str(err.value), (message, err.value)
+    assert sorted(p.relative_to(ws) for p in ws.rglob("*")) == before  # no store, no run folder, no split file
+
+
+def test_paper_split_subset_test_set_label_and_the_run_as_a_tool(tmp_path: Path, datasets: dict[str, Path]) -> None:
+    """The authors' way: a split from assignment lists, a listed test subset; then the run loads as a tool."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from engine.data.cache import decode_image
+    from engine.runner.launch import run_here
+    from engine.store import Store
+    from engine.train.kind import validate_classify
+    from engine.train.trained import load_classifier
+
+    ids = sorted(p.stem for p in datasets["train"].glob("*.png"))
+    lists = {"train": ids[:110], "val": ids[110:140], "test": ids[140:155]}  # 5 images in no part
+    args = []
+    for part, names in lists.items():
+        (tmp_path / f"{part}.csv").write_text("image,label\n" + "".join(f"Input/{n},0\n" for n in names))
+        args += ["--assign", f"{part}={tmp_path / f'{part}.csv'}"]
+    split_csv = tmp_path / "split.csv"
+    result = CliRunner().invoke(app, ["data", "split", "--format", "csv", "--root", str(datasets["train"]), *args,
+                                      "--out", str(split_csv), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {k: doc[k]["n"] for k in ("train", "val", "test")} == {"train": 110, "val": 30, "test": 15}
+    assert doc["unassigned"] == 5 and doc["out"] == str(split_csv) and doc["val"]["melanoma"] == 15
+    subset = sorted(p.name for p in datasets["ood"].glob("*.png"))[::3]
+    (tmp_path / "subset.csv").write_text("image_name\n" + "\n".join(subset) + "\n")
+
+    ws = tmp_path / "ws"
+    config = _config(datasets["train"], data={"format": "csv", "root": str(datasets["train"]),
+                                              "split_file": str(split_csv)},
+                     tests=[{"name": "ood", "format": "csv", "root": str(datasets["ood"]),
+                             "subset": str(tmp_path / "subset.csv")}],
+                     augment={"source_scale": 1.25}, optim={"max_epochs": 2, "batch_size": 16, "lr": 0.05})
+    run = run_here("classify", config, label="1:0", experiment="augmentation", workspace=ws)
+    assert run["status"] == "succeeded", run
+    run_dir = Path(run["run_dir"])
+    res = json.loads((run_dir / "result.json").read_text())
+    assert (res["label"], res["experiment"]) == ("1:0", "augmentation")
+    assert res["split"] == str(split_csv) and res["n_val"] == 30 and res["n_test"] == {"csv": 15, "ood": len(subset)}
+    assert sum(res["counts"]["real"].values()) == 110
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["image"] for r in rows if r["test_set"] == "ood") == subset
+    assert sorted(Path(r["image"]).stem for r in rows if r["test_set"] == "csv") == lists["test"]
+    with Store(ws) as store:  # label and experiment live in the store row, never in the hashed config
+        assert store.get_run(run["run_id"]).config_hash == run_here.__globals__["st"].config_hash(
+            validate_classify(config, ws))
+    assert not (ws / "cache" / "images" / f"res{RES}").exists()  # source_scale 1.25: cached at 40 px
+
+    clf = load_classifier(ws, run["run_id"])
+    val = [datasets["train"] / f"{n}.png" for n in lists["val"]]
+    val_labels = np.array([int(n.split("_")[1]) % 2 for n in lists["val"]])
+    images = np.stack([decode_image(p, 40) for p in val])  # as validation saw them: the 40 px cached copy
+    feats = clf.features(images)
+    assert feats.shape == (30, clf.model.num_features) and feats.dtype == np.float32 and np.isfinite(feats).all()
+    logits = clf.logits(images)
+    prob = clf.melanoma_prob(images)
+    assert ((prob >= 0) & (prob <= 1)).all()
+    np.testing.assert_allclose(prob, torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy(), rtol=1e-6)
+    ce = clf.cross_entropy(images, val_labels)
+    expected = -torch.log_softmax(torch.from_numpy(logits), 1)[torch.arange(30), torch.from_numpy(val_labels)]
+    np.testing.assert_allclose(ce, expected.numpy(), rtol=1e-5, atol=1e-6)
+    # the reloaded best checkpoint reproduces the run's validation AUC
+    assert roc_auc_score(val_labels, prob) == pytest.approx(res["val_auc"], abs=1e-9)
+    with pytest.raises(InputError, match="not a classify run"):
+        meta = json.loads((run_dir / "run.json").read_text())
+        (ws / "other").mkdir()
+        (ws / "other" / "run.json").write_text(json.dumps({**meta, "kind": "gan-pool"}))
+        load_classifier(ws, "other")

@@ -34,13 +34,19 @@ def check(
     verify: bool = typer.Option(
         False, "--verify", help="Decode every image and mask fully to catch corrupt or truncated files (slower)."
     ),
+    subset: Path = typer.Option(None, "--subset", help="Keep only the images this CSV lists (column image, "
+                                                        "image_id or image_name), e.g. the paper's isic20 subset."),
 ) -> None:
     """Read a data set through its adapter and report kept images per class and what was dropped and why."""
     from engine.data import load_dataset, verify_images
+    from engine.data.subsets import listed_subset
 
     ds = load_dataset(fmt.value, root)
+    if subset is not None:
+        ds = listed_subset(ds, subset)
     decoded = verify_images(ds) if verify else 0
-    summary = {**ds.summary(), "verified": verify, "files_decoded": decoded}
+    summary = {**ds.summary(), "subset": None if subset is None else str(subset), "verified": verify,
+               "files_decoded": decoded}
     if as_json:
         _emit_json(summary)
         return
@@ -62,20 +68,45 @@ def check(
     Console(file=sys.stdout).print(table)
 
 
+def _assignments(specs: list[str]) -> dict[str, Path]:
+    """``PART=FILE`` options -> {part: file}; a part given twice is an error."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        part, sep, file = spec.partition("=")
+        if not sep or not part or not file:
+            raise InputError(f"--assign {spec!r}: expected PART=FILE (PART: train, val or test)")
+        if part in out:
+            raise InputError(f"--assign {spec!r}: part {part!r} given twice")
+        out[part] = Path(file).expanduser()
+    return out
+
+
 @app.command()
 def split(
     fmt: DataFormat = _FORMAT,
     root: Path = _ROOT,
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write (image_id,image,label,diagnosis,lesion_id,split)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the stratified split (default: 0)."),
+    assign: list[str] = typer.Option(None, "--assign", help="PART=FILE: the images of part train, val or test, "
+                                                             "listed in a CSV (column image, image_id or "
+                                                             "image_name), e.g. the paper's split CSVs; give all "
+                                                             "three instead of the stratified split."),
     as_json: bool = _JSON,
 ) -> None:
-    """Split a data set into train/val/test in the paper's proportions (14,805 / 1,931 / 3,863)."""
+    """Split a data set into train/val/test: stratified in the paper's proportions (14,805 / 1,931 / 3,863), or
+    exactly as given lists assign the images (--assign)."""
     from engine.data import load_dataset
-    from engine.data.split import split_dataset
+    from engine.data.split import assigned_split, split_dataset
 
+    if assign and seed is not None:
+        raise InputError("--seed: has no effect with --assign (the lists fix the split)")
     ds = load_dataset(fmt.value, root)
-    parts = split_dataset(ds.records, seed=seed)
+    unassigned = 0
+    if assign:
+        parts, unassigned = assigned_split(ds.records, _assignments(assign))
+    else:
+        seed = 0 if seed is None else seed
+        parts = split_dataset(ds.records, seed=seed)
     try:
         parts.write_csv(out)
     except OSError as exc:  # a folder, or a path under a file / a read-only place
@@ -87,6 +118,8 @@ def split(
             name: {"n": len(rs), "melanoma": sum(r.label for r in rs), "benign": sum(1 - r.label for r in rs)}
             for name, rs in parts.parts().items()
         },
+        "unassigned": unassigned,
+        "assigned": {k: str(v) for k, v in _assignments(assign).items()} if assign else None,
     }
     if as_json:
         _emit_json(summary)
@@ -94,6 +127,8 @@ def split(
         for name in ("train", "val", "test"):
             s = summary[name]
             print(f"{name:5s} {s['n']:7d} images  {s['melanoma']:6d} melanoma  {s['benign']:6d} benign")
+        if unassigned:
+            print(f"{unassigned} images of the data set are in no list (they take no part)", file=sys.stderr)
         print(f"written to {out}", file=sys.stderr)
 
 

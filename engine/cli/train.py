@@ -18,15 +18,35 @@ def _existing(path: str, flag: str) -> str:
     return str(p.resolve())
 
 
-def _test_sets(specs: list[str]) -> list[dict[str, str]]:
-    """``FORMAT=ROOT`` or ``NAME:FORMAT=ROOT`` -> test-set config entries."""
-    out = []
+def _test_sets(specs: list[str]) -> list[dict[str, str | None]]:
+    """``FORMAT=ROOT`` or ``NAME:FORMAT=ROOT``, each optionally ``@SUBSET.csv`` (after the last ``@``)
+    -> test-set config entries."""
+    out: list[dict[str, str | None]] = []
     for spec in specs:
-        head, sep, root = spec.partition("=")
-        if not sep or not head or not root:
-            raise InputError(f"--test {spec!r}: expected FORMAT=ROOT (or NAME:FORMAT=ROOT)")
+        head, sep, where = spec.partition("=")
+        root, at, subset = where.rpartition("@") if "@" in where else (where, "", "")
+        if at and not Path(root).expanduser().exists() and Path(where).expanduser().exists():
+            root, at, subset = where, "", ""  # a root whose own name holds an @, and no subset
+        if not sep or not head or not root or (at and not subset):
+            raise InputError(f"--test {spec!r}: expected FORMAT=ROOT (or NAME:FORMAT=ROOT), optionally "
+                             f"followed by @SUBSET.csv")
         name, _, fmt = head.rpartition(":")
-        out.append({"name": name, "format": fmt, "root": _existing(root, f"--test {spec}")})
+        out.append({"name": name, "format": fmt, "root": _existing(root, f"--test {spec}"),
+                    "subset": _existing(subset, f"--test {spec}") if subset else None})
+    return out
+
+
+def _synthetic(specs: list[str]) -> list[dict[str, str | None]]:
+    """``FILE.csv`` (or ``csv:FILE``) and ``pool:RUN[@IDS.csv]`` -> synthetic source entries."""
+    out: list[dict[str, str | None]] = []
+    for spec in specs:
+        if spec.startswith("pool:"):
+            run, at, ids = spec.removeprefix("pool:").partition("@")
+            if not run or (at and not ids):
+                raise InputError(f"--synthetic {spec!r}: expected pool:RUN or pool:RUN@IDS.csv")
+            out.append({"pool": run, "ids": _existing(ids, f"--synthetic {spec}") if ids else None})
+        else:
+            out.append({"csv": _existing(spec.removeprefix("csv:"), f"--synthetic {spec}")})
     return out
 
 
@@ -38,11 +58,12 @@ def build_config(**opts: Any) -> dict[str, Any]:
         return {k: v for k, v in kv.items() if v is not None}
 
     raw: dict[str, Any] = given(
-        data=given(format=opts["format"], root=_existing(opts["data"], "--data"), split_seed=opts["split_seed"]),
+        data=given(format=opts["format"], root=_existing(opts["data"], "--data"), split_seed=opts["split_seed"],
+                   split_file=_existing(opts["split_file"], "--split-file") if opts["split_file"] else None),
         tests=_test_sets(opts["test"] or []),
         real_fraction=opts["real_fraction"],
         replicate=opts["replicate"],
-        synthetic=_existing(opts["synthetic"], "--synthetic") if opts["synthetic"] else None,
+        synthetic=_synthetic(opts["synthetic"] or []),
         model=given(name=opts["model"], res=opts["res"], norm=opts["norm"],
                     pretrained=False if opts["no_pretrained"] else None,
                     weights=_existing(opts["weights"], "--weights") if opts["weights"] else None),
@@ -65,8 +86,9 @@ def install(app: typer.Typer) -> None:
         data: str = typer.Option(..., "--data", help="Training data set root (its split's test part is scored)."),
         format: str = typer.Option(..., "--format", help="isic2019 | isic2020 | derm7pt-derm | derm7pt-clinic | "
                                                           "dermofit | csv"),
-        test: list[str] = typer.Option(None, "--test", help="Extra test set FORMAT=ROOT (or NAME:FORMAT=ROOT); "
-                                                           "repeatable."),
+        test: list[str] = typer.Option(None, "--test", help="Extra test set FORMAT=ROOT or NAME:FORMAT=ROOT, "
+                                                           "optionally @SUBSET.csv (only the images it lists, e.g. "
+                                                           "isic2020=ROOT@SUBSET.csv); repeatable."),
         model: str = typer.Option(None, "--model", help="timm model name (default: inception_v4)."),
         res: int = typer.Option(None, "--res", help="Input resolution in pixels (default: 299)."),
         epochs: int = typer.Option(None, "--epochs", help="Maximum epochs (default: 100)."),
@@ -75,7 +97,13 @@ def install(app: typer.Typer) -> None:
         replicate: int = typer.Option(None, "--replicate", help="Replicate k: picks the real subset (default: 0)."),
         seed: int = typer.Option(None, "--seed", help="Training seed (default: 0)."),
         split_seed: int = typer.Option(None, "--split-seed", help="Seed of the train/val/test split (default: 0)."),
-        synthetic: str = typer.Option(None, "--synthetic", help="CSV image,label of synthetic training images."),
+        split_file: str = typer.Option(None, "--split-file", help="Split CSV from `ganaug data split` (e.g. the "
+                                                                   "paper's, made with --assign); overrides "
+                                                                   "--split-seed."),
+        synthetic: list[str] = typer.Option(None, "--synthetic", help="Synthetic training images: a CSV "
+                                                                       "image,label, or pool:RUN[@IDS.csv] (images "
+                                                                       "of a gan-pool run; IDS: a CSV with an id "
+                                                                       "column); repeatable."),
         weights: str = typer.Option(None, "--weights", help="Local pretrained (ImageNet) weights file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from random initialisation."),
         norm: str = typer.Option(None, "--norm", help="imagenet (the paper) | model (timm's own) (default: imagenet)."),

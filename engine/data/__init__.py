@@ -10,7 +10,8 @@ from pathlib import Path
 from engine.data.formats import FORMATS
 from engine.data.records import BENIGN, MELANOMA, Dataset, LesionRecord
 
-__all__ = ["BENIGN", "FORMATS", "MELANOMA", "Dataset", "LesionRecord", "load_dataset", "verify_images"]
+__all__ = ["BENIGN", "FORMATS", "MELANOMA", "Dataset", "LesionRecord", "check_layout", "load_dataset",
+           "verify_images"]
 
 
 def load_dataset(format: str, root: Path | str) -> Dataset:
@@ -22,6 +23,14 @@ def load_dataset(format: str, root: Path | str) -> Dataset:
     from engine.data.formats import load
 
     return load(format, Path(root).expanduser())
+
+
+def check_layout(format: str, root: Path | str) -> Path:
+    """The file that lists the images of the ``format`` set at ``root`` (InputError when the layout is wrong),
+    found without reading the list or opening an image: the cheap check before a run is queued."""
+    from engine.data.formats import layout
+
+    return layout(format, Path(root).expanduser())
 
 
 def verify_images(dataset: Dataset) -> int:

@@ -11,6 +11,11 @@ Layout under ``root`` (e.g. ``<workspace>/cache/images``), one folder per resolu
 gets a new key (a miss). Hashing 20k JPEGs on every load would cost a full read of the data set, so the
 hash is memoised per path with the file's size and mtime_ns: a changed file changes those and is re-hashed.
 
+Two sources, one store: image files (``load``) and images given as pixels (``load_arrays``: a GAN pool's uint8
+images at the GAN's resolution). An array image is keyed by the hash of its pixels and shape (``pixel_key``),
+resized with the same filter as a file and served from the same shards, so a classifier reads real and
+synthetic images through one loader and one augmentation path.
+
 Concurrency: shards and set files are written under a temporary name and renamed; the index is re-read and
 merged under an exclusive ``flock`` and replaced atomically, so concurrent processes never corrupt it and
 readers never lock. Two processes that miss the same image at the same moment both decode it; the first
@@ -60,6 +65,43 @@ def _pool_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterato
             yield from pool.map(fn, items[start : start + _CHUNK])
 
 
+def _squash(image: Any, res: int) -> Any:
+    """A PIL image squashed to ``res`` x ``res`` (the paper resizes to 299x299), bilinear with a widened
+    support when downscaling (antialiased); the one resize every cached image goes through."""
+    from PIL import Image
+
+    return image if image.size == (res, res) else image.resize((res, res), Image.Resampling.BILINEAR)
+
+
+def resize_pixels(image: np.ndarray, res: int) -> np.ndarray:
+    """A uint8 (h, w, 3) image squashed to ``res`` x ``res`` exactly as a decoded file would be."""
+    from PIL import Image
+
+    return np.asarray(_squash(Image.fromarray(np.ascontiguousarray(image)), res), dtype=np.uint8)
+
+
+def pixel_key(image: np.ndarray) -> str:
+    """Content hash of an image given as pixels (BLAKE2b-128 of its shape and uint8 bytes, hex).
+
+    Never equal to a ``file_key`` in practice (other bytes are hashed), so array and file entries share an index.
+    """
+    h = hashlib.blake2b(digest_size=16, person=b"ganaug-pixels")
+    h.update(np.asarray(image.shape, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(image, dtype=np.uint8).data)
+    return h.hexdigest()
+
+
+def pixel_keys(images: Any, workers: int | None = None) -> list[str]:
+    """``pixel_key`` of every image of a uint8 (N, h, w, 3) array-like (a memory map, a pool's images),
+    read a chunk at a time."""
+    n = len(images)
+    out: list[str] = []
+    for start in range(0, n, _CHUNK):
+        chunk = np.asarray(images[start:min(start + _CHUNK, n)])
+        out += _pool_map(pixel_key, list(chunk), workers or _workers())
+    return out
+
+
 def decode_image(path: Path, res: int | None) -> np.ndarray:
     """RGB uint8 array of ``path``, squashed to ``res`` x ``res`` unless ``res`` is None.
 
@@ -73,9 +115,7 @@ def decode_image(path: Path, res: int | None) -> np.ndarray:
             if res is not None and im.format == "JPEG":
                 im.draft("RGB", (res, res))
             rgb = im.convert("RGB")
-            if res is not None:
-                rgb = rgb.resize((res, res), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
+            return np.asarray(rgb if res is None else _squash(rgb, res), dtype=np.uint8)
     except FileNotFoundError:
         raise InputError(f"{path}: image file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -126,12 +166,38 @@ class ImageCache:
         per batch (``arr[idx]`` copies just those rows); load a whole split once and index subsets of it
         rather than loading many different lists, each of which materialises its own set file.
         """
-        if res < 1:
-            raise ValueError(f"res must be positive, got {res}")
-        d = self.root / f"res{res}"
+        d = self._dir(res)
         paths = [Path(p).absolute() for p in paths]
         index = _read_index(d)
         keys, memo = self._keys(paths, index["files"])
+        path_of = dict(zip(keys, paths, strict=True))
+        return self._serve(d, index, keys, lambda k: decode_image(path_of[k], res), res, memo)
+
+    def load_arrays(self, images: Any, res: int) -> np.ndarray:
+        """Images given as pixels, as one read-only (N, res, res, 3) uint8 array: the array source.
+
+        ``images`` is a uint8 (N, h, w, 3) array-like that supports slices and integer indexing (a numpy array,
+        a memory map, ``engine.synth.pool.Pool.images``). Each image is keyed by ``pixel_key`` (its pixels and
+        shape: the same picture from two pools is one entry), squashed to ``res`` with the filter files get
+        (``resize_pixels``) on a miss, and served exactly like ``load`` serves files.
+        """
+        shape = tuple(getattr(images, "shape", ()))
+        if len(shape) != 4 or shape[3] != 3 or np.dtype(getattr(images, "dtype", None)) != np.uint8:
+            raise ValueError(f"load_arrays needs uint8 (N, h, w, 3) images, got {getattr(images, 'dtype', None)} "
+                             f"{shape}")
+        d = self._dir(res)
+        keys = pixel_keys(images, self.workers)
+        row_of = {k: i for i, k in reversed(list(enumerate(keys)))}
+        return self._serve(d, _read_index(d), keys, lambda k: resize_pixels(images[row_of[k]], res), res, {})
+
+    def _dir(self, res: int) -> Path:
+        if res < 1:
+            raise ValueError(f"res must be positive, got {res}")
+        return self.root / f"res{res}"
+
+    def _serve(self, d: Path, index: dict[str, Any], keys: list[str], produce: Callable[[str], np.ndarray],
+               res: int, memo: dict[str, list[Any]]) -> np.ndarray:
+        """The rows of ``keys``: misses are made by ``produce(key)`` into a new shard, then all are assembled."""
         entries: dict[str, list[Any]] = index["entries"]
         shards = _shard_names(d)
         missing = list(dict.fromkeys(k for k in keys if entries.get(k, [None])[0] not in shards))
@@ -140,8 +206,7 @@ class ImageCache:
         self.stats.hits += sum(k not in miss_set for k in keys)
         new: dict[str, list[Any]] = {}
         if missing:
-            path_of = dict(zip(keys, paths, strict=True))
-            shard = self._write_shard(d, [path_of[k] for k in missing], res)
+            shard = self._write_shard(d, missing, produce, res)
             new = {k: [shard.name, i] for i, k in enumerate(missing)}
         if new or memo:
             entries = self._merge(d, new, memo)
@@ -165,11 +230,11 @@ class ImageCache:
         return [known[str(p)][2] for p in paths], memo
 
     # -- shards ----------------------------------------------------------------------------------------
-    def _write_shard(self, d: Path, paths: list[Path], res: int) -> Path:
+    def _write_shard(self, d: Path, keys: list[str], produce: Callable[[str], np.ndarray], res: int) -> Path:
         shard = d / f"shard-{uuid.uuid4().hex}.npy"
         with atomic_path(shard) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), res, res, 3))
-            for i, img in enumerate(_pool_map(lambda p: decode_image(p, res), paths, self.workers)):
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keys), res, res, 3))
+            for i, img in enumerate(_pool_map(produce, keys, self.workers)):
                 out[i] = img
             out.flush()
             del out

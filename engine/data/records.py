@@ -102,16 +102,18 @@ class Dataset:
 
 
 def finish_dataset(
-    format: str, root: Path, records: list[LesionRecord], dropped: Counter[str] | dict[str, int], source: Path
+    format: str, root: Path, records: list[LesionRecord], dropped: Counter[str] | dict[str, int], source: Path,
+    both_classes: bool = True,
 ) -> Dataset:
     """Build the Dataset, refusing sets a melanoma-vs-benign AUC cannot be computed on.
 
     ``source`` is the file that listed the records: the error names it so the user knows what to fix.
+    ``both_classes=False`` accepts a one-class set (a synthetic set may add melanomas only, as ``(1:0:1)``).
     """
     labels = {r.label for r in records}
     if not records:
         raise InputError(f"{source}: no usable images (dropped: {dict(dropped) or 'none'})")
-    if len(labels) < 2:
+    if both_classes and len(labels) < 2:
         only = "melanoma" if MELANOMA in labels else "benign"
         raise InputError(f"{source}: only one class ({only}, {len(records)} images); need melanoma and benign")
     seen: dict[str, int] = {}
@@ -123,10 +125,11 @@ def finish_dataset(
     return Dataset(format=format, root=root, records=records, dropped={k: v for k, v in dropped.items() if v})
 
 
-def read_csv_rows(path: Path, required: Iterable[str]) -> list[tuple[int, dict[str, str]]]:
+def read_csv_rows(path: Path, required: Iterable[str], header_only: bool = False) -> list[tuple[int, dict[str, str]]]:
     """Rows of a header CSV as (line number, row); one-line InputError on a missing column or ragged row.
 
     Line numbers are 1-based file lines (the header is line 1) so messages match what an editor shows.
+    ``header_only``: check the header and return no rows (a cheap layout check).
     """
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -140,6 +143,8 @@ def read_csv_rows(path: Path, required: Iterable[str]) -> list[tuple[int, dict[s
             missing = [c for c in required if c not in header]
             if missing:
                 raise InputError(f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})")
+            if header_only:
+                return []
             rows = []
             for values in reader:
                 line = reader.line_num
@@ -180,3 +185,65 @@ def optional(value: str | None) -> str | None:
         return None
     value = value.strip()
     return value if value and value.lower() not in {"nan", "na", "none", "null"} else None
+
+
+# Columns that name an image in the id lists of other tools (the authors' split CSVs use ``image``).
+ID_COLUMNS = ("image", "image_id", "image_name")
+_SUFFIX = "_downsampled"  # ISIC 2019 marks its re-sized copies so; the same image either way
+_IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+def image_key(text: str) -> str:
+    """The name an image is matched by across tools: the file stem, with a ``_downsampled`` suffix ignored.
+
+    ``ISIC_2019_Training_Input/ISIC_0000000``, ``ISIC_0000000.jpg`` and ``ISIC_0000000_downsampled`` all give
+    ``ISIC_0000000``.
+    """
+    name = text.strip().replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, ext = name.rpartition(".")
+    if dot and "." + ext.lower() in _IMAGE_EXTENSIONS:
+        name = stem
+    return name.removesuffix(_SUFFIX)
+
+
+def read_image_list(path: Path) -> list[tuple[int, str]]:
+    """(line, image key) of each row of an id list: a CSV with an ``image``, ``image_id`` or ``image_name`` column.
+
+    An image listed twice is an InputError naming both lines.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = [h.strip() for h in next(csv.reader(fh), [])]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    column = next((c for c in ID_COLUMNS if c in header), None)
+    if column is None:
+        raise InputError(f"{path}: no image column (expected one of {', '.join(ID_COLUMNS)}; header: "
+                         f"{','.join(header)})")
+    rows = read_csv_rows(path, (column,))
+    out: list[tuple[int, str]] = []
+    first: dict[str, int] = {}
+    for line, row in rows:
+        if not row[column]:
+            raise InputError(f"{path}, line {line}: empty {column} column")
+        key = image_key(row[column])
+        if key in first:
+            raise InputError(f"{path}, line {line}: image {key!r} listed twice (first on line {first[key]})")
+        first[key] = line
+        out.append((line, key))
+    return out
+
+
+def records_by_key(records: Iterable[LesionRecord], where: str) -> dict[str, LesionRecord]:
+    """``image_key`` -> record; two records with one key (``a.jpg`` beside ``a_downsampled.jpg``) are an
+    InputError, since a list could not say which one it means."""
+    out: dict[str, LesionRecord] = {}
+    for r in records:
+        key = image_key(r.image_id)
+        if key in out:
+            raise InputError(f"{where}: images {out[key].image_id!r} and {r.image_id!r} both match the name {key!r}")
+        out[key] = r
+    return out

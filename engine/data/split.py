@@ -12,6 +12,10 @@ scales those proportions to any data-set size:
    the proportions when groups are single images, so the split sizes are within 1 of the exact
    proportions and so is each split's melanoma count; with multi-image lesions the deviation is at most
    about one group.
+
+The paper's own split was not stratified (train 14,805 with 3,121 melanomas, val 1,931 with 224, test 3,863
+with 396). ``assigned_split`` rebuilds any such split from one id list per part (the authors' CSVs), so runs
+can train and test on exactly the paper's images.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.data.records import LesionRecord, read_csv_rows
+from engine.data.records import LesionRecord, read_csv_rows, read_image_list, records_by_key
 from engine.errors import InputError
 from engine.fsutil import atomic_write_text
 
@@ -111,6 +115,38 @@ def split_dataset(
     return Split(*(sorted(part, key=lambda r: r.image_id) for part in assigned))
 
 
+def assigned_split(records: Sequence[LesionRecord], files: dict[str, Path]) -> tuple[Split, int]:
+    """The split given by one id list per part (``{"train": FILE, "val": FILE, "test": FILE}``); returns it and
+    the number of data-set images that no list names (they take no part).
+
+    Ids are matched by ``image_key`` (file stem, ``_downsampled`` ignored on both sides). An id that two lists
+    name, or that the data set does not hold, is an InputError naming the file and line.
+    """
+    missing = [name for name in SPLIT_NAMES if name not in files]
+    unknown = sorted(set(files) - set(SPLIT_NAMES))
+    if unknown or missing:
+        raise InputError(f"--assign: need exactly one file for each of {', '.join(SPLIT_NAMES)}"
+                         + (f"; unknown part {unknown[0]!r}" if unknown else f"; missing {missing[0]}"))
+    by_key = records_by_key(records, "data set")
+    owner: dict[str, tuple[str, Path, int]] = {}
+    parts: dict[str, list[LesionRecord]] = {name: [] for name in SPLIT_NAMES}
+    for name in SPLIT_NAMES:
+        path = Path(files[name])
+        for line, key in read_image_list(path):
+            if key in owner:
+                other, other_path, other_line = owner[key]
+                raise InputError(f"{path}, line {line}: image {key!r} is also in the {other} part "
+                                 f"({other_path}, line {other_line})")
+            record = by_key.get(key)
+            if record is None:
+                raise InputError(f"{path}, line {line}: image {key!r} is not in the data set (or was dropped by "
+                                 f"its adapter, e.g. a carcinoma)")
+            owner[key] = (name, path, line)
+            parts[name].append(record)
+    split = Split(**{name: sorted(rs, key=lambda r: r.image_id) for name, rs in parts.items()})
+    return split, len(records) - len(owner)
+
+
 def split_path(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed: int) -> Path:
     """``<workspace>/splits/<format>-<content-hash>-seed<k>.csv``: content = ids, labels and groups."""
     h = hashlib.sha256()
@@ -120,13 +156,22 @@ def split_path(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed:
 
 
 def persisted_split(workspace: Path, fmt: str, records: Sequence[LesionRecord], seed: int,
-                    log: logging.Logger | None = None) -> tuple[Split, Path]:
-    """The split of this data set and seed that every run of the workspace shares (classifier and GANs alike):
-    computed once, written under ``<workspace>/splits/``, then reused."""
+                    log: logging.Logger | None = None, split_file: Path | str | None = None,
+                    persist: bool = True) -> tuple[Split, Path]:
+    """The split of this data set that every run of the workspace shares (classifier and GANs alike).
+
+    With ``split_file`` (a CSV written by ``ganaug data split``, e.g. the paper's split from ``--assign``) that
+    file fixes it. Otherwise the stratified split of ``seed``: computed once, written under
+    ``<workspace>/splits/``, then reused. ``persist=False`` writes nothing (the check before a run is queued).
+    """
+    if split_file is not None:
+        return Split.read_csv(split_file, records), Path(split_file)
     path = split_path(workspace, fmt, records, seed)
     if path.is_file():
         return Split.read_csv(path, records), path
     split = split_dataset(records, seed=seed)
+    if not persist:
+        return split, path
     split.write_csv(path)  # atomic: concurrent first runs write the same content, the last rename wins
     if log is not None:
         log.info("split written to %s", path)

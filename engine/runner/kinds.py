@@ -18,6 +18,8 @@ class RunContext(Protocol):
     """What a run kind gets from the worker; the only channel between a kind and the store."""
 
     run_id: str
+    label: str | None  # the run's label and experiment, from its store row (never part of the config)
+    experiment: str | None
     run_dir: Path  # runs/<run-id>/ : write artefacts here (atomically)
     config: dict[str, Any]  # the full resolved config of the run (also in run.json)
     seed: int
@@ -45,9 +47,10 @@ class RunContext(Protocol):
 
 
 KindFn = Callable[[RunContext], None]
-# Checks (and normalises) a run's config before it is enqueued, raising InputError: bad input is refused with
-# exit code 2 and nothing created, instead of a run that fails later in the engine.
-Validator = Callable[[dict[str, Any]], dict[str, Any]]
+# Checks (and normalises) a run's config before it is enqueued into the store of a workspace (given: a config may
+# name another run's folder), raising InputError: bad input is refused with exit code 2 and nothing created,
+# instead of a run that fails later in the engine.
+Validator = Callable[[dict[str, Any], Path], dict[str, Any]]
 
 _REGISTRY: dict[str, KindFn] = {}
 _VALIDATORS: dict[str, Validator] = {}
@@ -74,11 +77,11 @@ def register_kind(name: str, *, validate: Validator | None = None) -> Callable[[
     return deco
 
 
-def validate_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config a run of kind ``name`` will be given, checked up front (InputError on bad input)."""
+def validate_config(name: str, config: dict[str, Any], workspace: Path) -> dict[str, Any]:
+    """The config a run of kind ``name`` in ``workspace`` will be given, checked up front (InputError on bad input)."""
     get_kind(name)  # registers a built-in kind (and its validator) on first use
     check = _VALIDATORS.get(name)
-    return check(config) if check is not None else config
+    return check(config, workspace) if check is not None else config
 
 
 def get_kind(name: str) -> KindFn:

@@ -37,7 +37,7 @@ def launch(kind: str, config: dict[str, Any], *, label: str | None = None, works
     """Enqueue one run; with ``detach`` print its id (or JSON) and return, else run it now in the
     foreground (rich progress on stderr) and print the outcome. Returns the exit code (0 ok, 1 failed)."""
     if detach:
-        config = _checked(kind, config)
+        config = _checked(kind, config, workspace)
         with st.open_store(workspace) as store:
             run_id = store.create_run(kind, config, label=label, experiment=experiment, parents=parents,
                                       priority=priority)
@@ -55,7 +55,7 @@ def launch(kind: str, config: dict[str, Any], *, label: str | None = None, works
 def run_here(kind: str, config: dict[str, Any], *, label: str | None = None, workspace: Path | None = None,
              priority: int = 0, parents: Sequence[str] = (), experiment: str | None = None) -> dict[str, Any]:
     """Enqueue one run and execute it now in this process (the worker's code path); its outcome document."""
-    config = _checked(kind, config)
+    config = _checked(kind, config, workspace)
     with st.open_store(workspace) as store:
         run_id = store.create_run(kind, config, label=label, experiment=experiment, parents=parents,
                                   priority=priority, foreground_pid=os.getpid())
@@ -68,11 +68,11 @@ def run_here(kind: str, config: dict[str, Any], *, label: str | None = None, wor
         return outcome(store, run_id)
 
 
-def _checked(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+def _checked(kind: str, config: dict[str, Any], workspace: Path | None) -> dict[str, Any]:
     """Refuse an unknown kind or a bad config before anything is enqueued."""
     if kind not in kind_names():
         raise InputError(f"unknown run kind {kind!r}; known: {', '.join(kind_names())}")
-    return validate_config(kind, config)
+    return validate_config(kind, config, st.resolve_workspace(workspace))
 
 
 def _report_detached(store: st.Store, run_id: str, json_out: bool) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
@@ -21,7 +22,7 @@ from engine.runner.kinds import RunContext, Validator, register_kind
 def _typed(**types: Callable[[Any], Any]) -> Validator:
     """A validator that converts the given keys (when present) to their types, refusing what does not convert."""
 
-    def check(config: dict[str, Any]) -> dict[str, Any]:
+    def check(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
         out = dict(config)
         for key, typ in types.items():
             if key in out:

@@ -38,6 +38,8 @@ class WorkerContext:
     def __init__(self, store: st.Store, run: st.Run, *, device: str, log: logging.Logger,
                  on_progress: Callable[[int, int, str], None] | None = None) -> None:
         self.run_id = run.id
+        self.label = run.label
+        self.experiment = run.experiment
         self.run_dir = store.run_dir(run.id)
         self.config: dict[str, Any] = run.config
         self.seed = int(run.config.get("seed", 0))

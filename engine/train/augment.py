@@ -38,11 +38,17 @@ class AugmentParams:
 
 
 class Augmenter:
-    """uint8 NHWC (or NCHW) batch -> augmented, normalised float NCHW batch on ``device``."""
+    """uint8 NHWC (or NCHW) batch -> augmented, normalised float NCHW batch on ``device``.
+
+    ``out_res``: the side of the output when the input is larger (``augment.source_scale`` > 1: the crop is
+    taken from a bigger copy and resampled to the model's resolution); None keeps the input's size.
+    """
 
     def __init__(self, cfg: AugmentConfig, mean: tuple[float, ...] = IMAGENET_MEAN,
-                 std: tuple[float, ...] = IMAGENET_STD, device: str | torch.device = "cpu") -> None:
+                 std: tuple[float, ...] = IMAGENET_STD, device: str | torch.device = "cpu",
+                 out_res: int | None = None) -> None:
         self.cfg = cfg
+        self.out_res = out_res
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
@@ -103,9 +109,10 @@ class Augmenter:
 
         cfg = self.cfg
         if not (cfg.hflip or cfg.vflip or cfg.rotation or cfg.crop_scale != (1.0, 1.0)):
-            out = x
+            out = self.resize(x)
         else:
-            grid = F.affine_grid(p.theta.to(x.dtype), list(x.shape), align_corners=False)
+            size = [x.shape[0], x.shape[1], self.out_res or x.shape[2], self.out_res or x.shape[3]]
+            grid = F.affine_grid(p.theta.to(x.dtype), size, align_corners=False)
             out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if cfg.brightness:
             out = (out * p.brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
@@ -120,6 +127,13 @@ class Augmenter:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """Un-augmented images to ``out_res`` (antialiased bilinear); unchanged when they already have it."""
+        if self.out_res is None or x.shape[-2:] == (self.out_res, self.out_res):
+            return x
+        return F.interpolate(x, size=(self.out_res, self.out_res), mode="bilinear", antialias=True,
+                             align_corners=False)
+
     def __call__(self, images: torch.Tensor, gen: torch.Generator | None, augment: bool = True) -> torch.Tensor:
         """uint8 batch -> model input. ``augment=False`` (or an identity config) is plain preprocessing."""
         x = self.to_float(images)
@@ -127,6 +141,8 @@ class Augmenter:
             if gen is None:
                 raise ValueError("augmentation needs a torch.Generator")
             x = self.apply(x, self.sample(x.shape[0], x.shape[2], x.shape[3], gen))
+        else:
+            x = self.resize(x)
         return self.normalize(x)
 
 

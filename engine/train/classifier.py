@@ -74,11 +74,13 @@ def derive_seed(*parts: int) -> int:
 
 
 class Monitor:
-    """LR plateau + early stopping + best-checkpoint choice, all driven by ONE validation metric.
+    """LR plateau + early stopping + best-checkpoint choice, all driven by ONE validation metric and ONE rule.
 
-    The LR schedule is torch's ReduceLROnPlateau (factor, patience, min_lr; its default relative threshold
-    1e-4). An epoch "improves" when the metric beats the best so far (strictly); early stopping fires after
-    ``early_stop_patience`` epochs without improvement.
+    The LR schedule is torch's ReduceLROnPlateau (factor, patience, min_lr). An epoch "improves" by the
+    scheduler's own rule: it beats the best so far by more than the relative threshold 1e-4. Early stopping
+    and the best checkpoint use that same rule, so a tiny gain (below the threshold) resets no counter at
+    all, rather than early stopping's counter alone. Early stopping fires after ``early_stop_patience``
+    epochs without improvement.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> None:
@@ -87,25 +89,27 @@ class Monitor:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=self.mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience,
             min_lr=cfg.min_lr)
-        self.best = math.inf if self.mode == "min" else -math.inf
         self.bad_epochs = 0
+
+    @property
+    def best(self) -> float:
+        """The best value under the shared rule (the scheduler's)."""
+        return float(self.scheduler.best)
 
     def step(self, value: float) -> tuple[bool, bool]:
         """Feed one epoch's metric; returns (improved, stop)."""
+        before = self.scheduler.best
         self.scheduler.step(value)
-        improved = value < self.best if self.mode == "min" else value > self.best
-        if improved:
-            self.best, self.bad_epochs = value, 0
-        else:
-            self.bad_epochs += 1
+        improved = self.scheduler.best != before  # the scheduler moves its best exactly when it sees a gain
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
         return improved, self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scheduler": self.scheduler.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs}
+        return {"scheduler": self.scheduler.state_dict(), "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scheduler.load_state_dict(state["scheduler"])
-        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+        self.bad_epochs = state["bad_epochs"]
 
 
 @dataclass

@@ -96,6 +96,10 @@ def near_duplicates(hashes: np.ndarray, max_bits: int = NEAR_DUPLICATE_BITS) -> 
     return dup
 
 
+def layout(root: Path, fmt: str) -> Path:
+    return _release_dir(root) / "meta" / "meta.csv"
+
+
 def load(root: Path, fmt: str) -> Dataset:
     release = _release_dir(root)
     meta = release / "meta" / "meta.csv"

@@ -27,10 +27,15 @@ RULES: dict[str, int | str] = {
 }
 
 
-def load(root: Path, fmt: str = "dermofit") -> Dataset:
+def layout(root: Path, fmt: str = "dermofit") -> Path:
     listing = root / LIST
     if not listing.is_file():
         raise InputError(f"{root}: no {LIST} (is this the Dermofit folder?)")
+    return listing
+
+
+def load(root: Path, fmt: str = "dermofit") -> Dataset:
+    listing = layout(root, fmt)
     records: list[LesionRecord] = []
     dropped: Counter[str] = Counter()
     for line, text in enumerate(listing.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):

@@ -24,7 +24,15 @@ def _csv_file(root: Path) -> Path:
     return found[0]
 
 
-def load(root: Path, fmt: str = "csv") -> Dataset:
+def layout(root: Path, fmt: str = "csv") -> Path:
+    """The CSV, with its ``image`` and ``label`` columns (no row is read)."""
+    path = _csv_file(root)
+    read_csv_rows(path, ("image", "label"), header_only=True)
+    return path
+
+
+def load(root: Path, fmt: str = "csv", both_classes: bool = True) -> Dataset:
+    """The records; ``both_classes=False`` for a synthetic set, which may hold one class only."""
     path = _csv_file(root)
     records: list[LesionRecord] = []
     for line, row in read_csv_rows(path, ("image", "label")):
@@ -43,4 +51,4 @@ def load(root: Path, fmt: str = "csv") -> Dataset:
                 image_id=row["image"],
             )
         )
-    return finish_dataset(fmt, root, records, Counter(), path)
+    return finish_dataset(fmt, root, records, Counter(), path, both_classes=both_classes)

@@ -52,9 +52,15 @@ def _pick_image(candidates: list[Path], mask_dir: Path) -> Path:
     return min(candidates, key=rank)
 
 
-def load(root: Path, fmt: str = "isic2018-masks") -> Dataset:
+def layout(root: Path, fmt: str = "isic2018-masks") -> Path:
+    """The masks are found by a recursive search, so the layout check is only that the root is a folder."""
     if not root.is_dir():
         raise InputError(f"{root}: not a folder (isic2018-masks needs the folder holding the masks)")
+    return root
+
+
+def load(root: Path, fmt: str = "isic2018-masks") -> Dataset:
+    layout(root, fmt)
     masks, images, truths = _scan(root)
     with_attributes = sorted(i for i, m in masks.items() if any(a in m for a in ATTRIBUTES))
     if not with_attributes:

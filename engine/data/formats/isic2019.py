@@ -67,10 +67,15 @@ def _lesion_ids(path: Path) -> dict[str, str]:
     }
 
 
-def load(root: Path, fmt: str = "isic2019") -> Dataset:
+def layout(root: Path, fmt: str = "isic2019") -> Path:
     gt_path = root / GROUND_TRUTH
     if not gt_path.is_file():
         raise InputError(f"{root}: no {GROUND_TRUTH} (is this the folder of the ISIC 2019 training set?)")
+    return gt_path
+
+
+def load(root: Path, fmt: str = "isic2019") -> Dataset:
+    gt_path = layout(root, fmt)
     lesions = _lesion_ids(root / METADATA)
     records: list[LesionRecord] = []
     dropped: Counter[str] = Counter()

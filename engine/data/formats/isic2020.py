@@ -16,13 +16,23 @@ GROUND_TRUTHS = ("train.csv", "ISIC_2020_Training_GroundTruth_v2.csv", "ISIC_202
 IMAGE_DIRS = ("train", "ISIC_2020_Training_JPEG/train", "ISIC_2020_Training_JPEG")
 
 
-def load(root: Path, fmt: str = "isic2020") -> Dataset:
+def _locate(root: Path) -> tuple[Path, Path]:
+    """(ground-truth CSV, image folder)."""
     gt_path = next((root / n for n in GROUND_TRUTHS if (root / n).is_file()), None)
     if gt_path is None:
         raise InputError(f"{root}: none of {', '.join(GROUND_TRUTHS)} found (is this the ISIC 2020 folder?)")
     image_dir = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
     if image_dir is None:
         raise InputError(f"{root}: no image folder (looked for {', '.join(IMAGE_DIRS)})")
+    return gt_path, image_dir
+
+
+def layout(root: Path, fmt: str = "isic2020") -> Path:
+    return _locate(root)[0]
+
+
+def load(root: Path, fmt: str = "isic2020") -> Dataset:
+    gt_path, image_dir = _locate(root)
     records: list[LesionRecord] = []
     for line, row in read_csv_rows(gt_path, ("image_name", "patient_id", "diagnosis", "target")):
         if row["target"] not in {"0", "1"}:
