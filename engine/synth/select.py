@@ -12,7 +12,8 @@ each GAN contributes the label's count, translation GANs their capacity; its ``1
 pix2pixHD + 2,346 SPADE + 7,402 PGAN + 7,402 StyleGAN2) or ``"share"`` (the label's count split equally
 between the GANs, translation GANs capped at capacity and the rest spread over the others).
 
-Artefacts: ``selection.csv`` (``pool_id,gan,label,rank,score``: rank 1 = the sampler's first choice; score =
+Artefacts: ``ids-<gan>.csv`` (each GAN's chosen pool ids, what the classifier's ``{"select": RUN}`` source reads
+as pool sources), ``selection.csv`` (``pool_id,gan,label,rank,score``: rank 1 = the sampler's first choice; score =
 the helper's error for best/worst, the distance to the nearest other selected image for diverse, empty for
 random), ``rejected.csv`` for diverse (``pool_id,label,nearest_kept,distance``: every image the exclusion set
 aside; with several diverse GANs, their rows follow the order of ``result.json``'s ``parts``), and
@@ -38,6 +39,7 @@ from engine.fsutil import atomic_write_json, atomic_write_text
 from engine.runner.kinds import RunContext, register_kind
 from engine.synth.pool import CLASS_NAMES, Pool
 from engine.synth.samplers.diverse import DEFAULT_THRESHOLD
+from engine.train.config import DataConfig
 
 # The paper's tag order (p2p spd pgn sgn); families it does not know follow, alphabetically.
 GAN_ORDER = ("pix2pixhd", "spade", "pgan", "stylegan2")
@@ -59,17 +61,10 @@ class SamplerSettings(_Strict):
     seed: int = 0  # of the random order (random sampling, diverse's visiting order); never the replicate
 
 
-class SelectData(_Strict):
-    format: Literal["isic2019", "isic2020", "derm7pt-derm", "derm7pt-clinic", "dermofit", "csv"]
-    root: str
-    split_seed: int = 0
-    split_file: str | None = None  # a split CSV (``ganaug data split``) instead of the workspace's seeded split
-
-
 class SelectConfig(_Strict):
     label: str
     pools: dict[str, str]  # GAN family -> gan-pool run id
-    data: SelectData
+    data: DataConfig  # the classifier's: the real training split whose class sizes the ratio scales
     samplers: SamplerSettings = SamplerSettings()
     cap: bool = False  # translation GANs: clip a request to the masks they have instead of refusing it
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -104,8 +99,23 @@ def parse_select_config(raw: dict[str, Any]) -> SelectConfig:
     return cfg
 
 
-def validate_select(config: dict[str, Any]) -> dict[str, Any]:
-    return parse_select_config(config).model_dump(mode="json")
+def validate_select(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
+    """The gate before a select run is queued: a valid config whose pool and helper runs exist in the workspace
+    (they may still be running: the run waits for them) and a data root in its format's layout."""
+    from engine.data import check_layout
+
+    cfg = parse_select_config(config)
+    for gan, run in cfg.pools.items():
+        if not run or Path(run).name != run or not (Path(workspace) / run).is_dir():
+            raise InputError(f"select config: pools.{gan}: no run {run!r} in the workspace {workspace}")
+    helper = cfg.samplers.helper
+    if helper and cfg.configuration.sampler in HELPER_SAMPLERS and (
+            Path(helper).name != helper or not (Path(workspace) / helper).is_dir()):
+        raise InputError(f"select config: samplers.helper: no run {helper!r} in the workspace {workspace}")
+    check_layout(cfg.data.format, cfg.data.root)
+    if cfg.data.split_file and not Path(cfg.data.split_file).expanduser().is_file():
+        raise InputError(f"select config: data.split_file: {cfg.data.split_file}: file not found")
+    return cfg.model_dump(mode="json")
 
 
 def gan_order(gans: list[str] | set[str]) -> list[str]:
@@ -159,17 +169,14 @@ def _shares(total: int, available: dict[str, int], translation: set[str]) -> dic
     return shares  # short of ``total`` only when every GAN is a translation GAN and all are used whole
 
 
-def real_class_sizes(workspace: Path, data: SelectData) -> tuple[int, int, Path]:
-    """(benign, melanoma) of the full real training split, and the split file they come from."""
+def real_class_sizes(workspace: Path, data: DataConfig) -> tuple[int, int, Path]:
+    """(benign, melanoma) of the full real training split (the one every classify run of this data shares),
+    and the split file they come from."""
     from engine.data import load_dataset
-    from engine.data.split import Split, persisted_split
+    from engine.data.split import persisted_split
 
     records = load_dataset(data.format, data.root).records
-    if data.split_file:
-        path = Path(data.split_file)
-        split = Split.read_csv(path, records)
-    else:
-        split, path = persisted_split(workspace, data.format, records, data.split_seed)
+    split, path = persisted_split(workspace, data.format, records, data.split_seed, split_file=data.split_file)
     labels = np.array([r.label for r in split.train])
     return int((labels == 0).sum()), int((labels == 1).sum()), path
 
@@ -235,6 +242,7 @@ def run_select(ctx: RunContext) -> None:
 
         part: dict[str, Any] = {"gan": gan, "pool": run, "sampler": sampler_name, "counts": {}, "available": {},
                                 "preferred": {}, "overflow": {}}
+        chosen: list[str] = []
         for label, name in enumerate(CLASS_NAMES):
             rows = np.flatnonzero(pool.labels == label)
             k = plan[gan][label]
@@ -248,6 +256,7 @@ def run_select(ctx: RunContext) -> None:
             for rank, pos in enumerate(positions.tolist(), start=1):
                 score = None if scores is None else float(scores[rank - 1])
                 sel_w.writerow([items.ids[pos], gan, label, rank, _fmt(score)])
+                chosen.append(items.ids[pos])
             overflow = max(0, k - ordering.preferred) if ordering else 0
             if overflow:
                 ctx.log.warning("%s %s: %d images asked, only %d meet the %s criterion; %d more taken from the "
@@ -264,6 +273,7 @@ def run_select(ctx: RunContext) -> None:
             part["preferred"][name] = ordering.preferred if ordering else len(rows)
             part["overflow"][name] = overflow
         parts.append(part)
+        atomic_write_text(ids_file(ctx.run_dir, gan), "id\n" + "".join(f"{i}\n" for i in chosen))
 
     if any_rejected:
         atomic_write_text(ctx.run_dir / "rejected.csv", rej.getvalue())
@@ -287,6 +297,11 @@ class _Stopped(Exception):
     """A stop was requested while the helper scored a pool."""
 
 
+def ids_file(run_dir: Path, gan: str) -> Path:
+    """``ids-<gan>.csv``: one GAN's selected pool ids (column ``id``), what a pool source of the mix reads."""
+    return Path(run_dir) / f"ids-{gan}.csv"
+
+
 @dataclass(frozen=True)
 class SelectionPart:
     """The images one GAN's pool contributes to a selection, in selection order."""
@@ -296,9 +311,7 @@ class SelectionPart:
     sampler: str
     ids: list[str]
     labels: np.ndarray
-
-    def pool_dir(self, workspace: Path) -> Path:
-        return Path(workspace) / self.pool_run
+    ids_file: Path
 
 
 @dataclass(frozen=True)
@@ -329,5 +342,6 @@ def load_selection(workspace: Path, run_id: str) -> Selection:
     for p in result["parts"]:
         mine = [r for r in rows if r["gan"] == p["gan"]]
         parts.append(SelectionPart(p["gan"], p["pool"], p["sampler"], [r["pool_id"] for r in mine],
-                                   np.array([int(r["label"]) for r in mine], dtype=np.int64)))
+                                   np.array([int(r["label"]) for r in mine], dtype=np.int64),
+                                   ids_file(run_dir, p["gan"])))
     return Selection(run_id, result["label"], result["gan"], result["sampler"], dict(result["counts"]), parts)
