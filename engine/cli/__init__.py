@@ -14,6 +14,7 @@ import typer
 
 from engine.cli import data as _data
 from engine.cli import runs as _runs
+from engine.cli import synth as _synth
 from engine.cli import train as _train
 from engine.cli.options import Workspace
 from engine.errors import EXIT_RUN_FAILED, InputError, RunFailed
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(_data.app, name="data")
 _runs.install(app)
 _train.install(app)
+_synth.install(app)
 
 
 @app.command()

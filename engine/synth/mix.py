@@ -197,10 +197,10 @@ class PoolSource(Source):
         return ResolvedSource(
             images=pool.images, rows=rows, labels=pool.labels[rows], ids=[pool.ids[i] for i in rows.tolist()],
             provenance={"source": "pool", "pool_run": self.pool, "ids": self.ids, "gan_run": gan_run,
-                        "gan_runs": gan_runs, "family": _family(workspace, pool, gan_runs), "sampler": None})
+                        "gan_runs": gan_runs, "family": pool_family(workspace, pool, gan_runs), "sampler": None})
 
 
-def _family(workspace: Path, pool: Pool, gan_runs: list[str]) -> str | None:
+def pool_family(workspace: Path, pool: Pool, gan_runs: list[str]) -> str | None:
     """The GAN family that made a pool: ``pool.json``'s ``family``, else the gan run's config (None if unknown)."""
     import json
 

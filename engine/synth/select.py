@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,6 +40,9 @@ from engine.runner.kinds import RunContext, register_kind
 from engine.synth.pool import CLASS_NAMES, Pool
 from engine.synth.samplers.diverse import DEFAULT_THRESHOLD
 from engine.train.config import DataConfig
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 # The paper's tag order (p2p spd pgn sgn); families it does not know follow, alphabetically.
 GAN_ORDER = ("pix2pixhd", "spade", "pgan", "stylegan2")
@@ -179,6 +182,51 @@ def real_class_sizes(workspace: Path, data: DataConfig) -> tuple[int, int, Path]
     split, path = persisted_split(workspace, data.format, records, data.split_seed, split_file=data.split_file)
     labels = np.array([r.label for r in split.train])
     return int((labels == 0).sum()), int((labels == 1).sum()), path
+
+
+def pool_gan(workspace: Path, run_id: str) -> str | None:
+    """The GAN family of a gan-pool run: its pool's (``engine.synth.mix.pool_family``) once finished, else its
+    config's ``family`` or that of the gan run it names (None when nothing says)."""
+    from engine.synth.mix import pool_family
+    from engine.synth.pool import POOL_DIR
+
+    run_dir = Path(workspace) / run_id
+    if (run_dir / POOL_DIR / "pool.json").is_file():
+        pool = Pool(run_dir)
+        family = pool_family(workspace, pool, sorted({r["gan_run"] for r in pool.rows}))
+        if family:
+            return family
+    for _ in range(2):  # the pool run's config, then its gan run's
+        try:
+            config = json.loads((run_dir / "run.json").read_text()).get("config") or {}
+        except (OSError, ValueError):
+            return None
+        if isinstance(config.get("family"), str):
+            return config["family"]
+        if not isinstance(config.get("gan_run"), str):
+            return None
+        run_dir = Path(workspace) / config["gan_run"]
+    return None
+
+
+def default_helper(store: Store, data: DataConfig) -> str | None:
+    """The helper best/worst and the audit use unless told otherwise: the replicate-0 ``1:0`` classify run of
+    the same data (all real images, no synthetic ones), the latest succeeded one, else the latest still to
+    finish (a run that depends on it then waits); None when there is none."""
+
+    def same(cfg: dict[str, Any]) -> bool:
+        d = cfg.get("data") or {}
+        return (d.get("format") == data.format and Path(str(d.get("root"))).expanduser().resolve()
+                == Path(data.root).expanduser().resolve() and d.get("split_seed", 0) == data.split_seed
+                and d.get("split_file") == data.split_file and str(cfg.get("real_fraction", "1")) == "1"
+                and not cfg.get("synthetic") and cfg.get("replicate", 0) == 0)
+
+    runs = [r for r in store.list_runs(kind="classify") if same(r.config)]
+    for wanted in (("succeeded",), ("queued", "blocked", "running", "paused")):
+        found = [r.id for r in runs if r.status in wanted]
+        if found:
+            return found[-1]
+    return None
 
 
 def _is_translation(gan: str, pool: Pool) -> bool:
