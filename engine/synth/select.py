@@ -104,8 +104,10 @@ def parse_select_config(raw: dict[str, Any]) -> SelectConfig:
 
 def validate_select(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
     """The gate before a select run is queued: a valid config whose pool and helper runs exist in the workspace
-    (they may still be running: the run waits for them) and a data root in its format's layout."""
+    (they may still be running: the run waits for them), a data root in its format's layout and, when every
+    pool is finished already, counts those pools can give."""
     from engine.data import check_layout
+    from engine.synth.pool import POOL_DIR
 
     cfg = parse_select_config(config)
     for gan, run in cfg.pools.items():
@@ -118,7 +120,23 @@ def validate_select(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
     check_layout(cfg.data.format, cfg.data.root)
     if cfg.data.split_file and not Path(cfg.data.split_file).expanduser().is_file():
         raise InputError(f"select config: data.split_file: {cfg.data.split_file}: file not found")
+    if all((Path(workspace) / run / POOL_DIR / "pool.json").is_file() for run in cfg.pools.values()):
+        _plan(cfg, Path(workspace), persist=False)
     return cfg.model_dump(mode="json")
+
+
+def _plan(cfg: SelectConfig, workspace: Path, persist: bool = True) -> tuple[
+        dict[str, Pool], set[str], dict[str, tuple[int, int]], tuple[int, int], Path]:
+    """Pools, translation GANs, images per GAN and class, the real class sizes and the split they come from."""
+    conf = cfg.configuration
+    n_benign, n_melanoma, split_path = real_class_sizes(workspace, cfg.data, persist)
+    counts = conf.ratio.counts(n_benign, n_melanoma)
+    pools = {g: Pool(workspace / run) for g, run in cfg.pools.items()}
+    translation = {g for g, p in pools.items() if _is_translation(g, p)}
+    available = {g: (int((p.labels == 0).sum()), int((p.labels == 1).sum())) for g, p in pools.items()}
+    plan = plan_counts((counts.synth_benign, counts.synth_melanoma), available, translation,
+                       all_gans=conf.gan == "all", cap=cfg.cap, all_mode=cfg.samplers.all_mode)
+    return pools, translation, plan, (n_benign, n_melanoma), split_path
 
 
 def gan_order(gans: list[str] | set[str]) -> list[str]:
@@ -172,14 +190,15 @@ def _shares(total: int, available: dict[str, int], translation: set[str]) -> dic
     return shares  # short of ``total`` only when every GAN is a translation GAN and all are used whole
 
 
-def real_class_sizes(workspace: Path, data: DataConfig) -> tuple[int, int, Path]:
+def real_class_sizes(workspace: Path, data: DataConfig, persist: bool = True) -> tuple[int, int, Path]:
     """(benign, melanoma) of the full real training split (the one every classify run of this data shares),
     and the split file they come from."""
     from engine.data import load_dataset
     from engine.data.split import persisted_split
 
     records = load_dataset(data.format, data.root).records
-    split, path = persisted_split(workspace, data.format, records, data.split_seed, split_file=data.split_file)
+    split, path = persisted_split(workspace, data.format, records, data.split_seed, split_file=data.split_file,
+                                  persist=persist)
     labels = np.array([r.label for r in split.train])
     return int((labels == 0).sum()), int((labels == 1).sum()), path
 
@@ -248,14 +267,8 @@ def run_select(ctx: RunContext) -> None:
     cfg = parse_select_config(ctx.config)
     conf = cfg.configuration
     device = ctx.device if cfg.device == "auto" else cfg.device
-    n_benign, n_melanoma, split_path = real_class_sizes(ctx.workspace, cfg.data)
-    counts = conf.ratio.counts(n_benign, n_melanoma)
-    want = (counts.synth_benign, counts.synth_melanoma)
-    pools = {g: Pool(ctx.workspace / run) for g, run in cfg.pools.items()}
-    translation = {g for g, p in pools.items() if _is_translation(g, p)}
-    available = {g: (int((p.labels == 0).sum()), int((p.labels == 1).sum())) for g, p in pools.items()}
-    plan = plan_counts(want, available, translation, all_gans=conf.gan == "all", cap=cfg.cap,
-                       all_mode=cfg.samplers.all_mode)
+    pools, translation, plan, (n_benign, n_melanoma), split_path = _plan(cfg, ctx.workspace)
+    want = (sum(b for b, _ in plan.values()), sum(m for _, m in plan.values()))
     ctx.log.info("%s: %d benign + %d melanoma synthetic (real train %d + %d); per GAN %s", conf.label, *want,
                  n_benign, n_melanoma, plan)
 
@@ -338,7 +351,7 @@ def run_select(ctx: RunContext) -> None:
         "split": str(split_path),
         "config": cfg.model_dump(mode="json"),
     })
-    ctx.metrics({"synthetic_benign": float(want[0]), "synthetic_melanoma": float(want[1])}, step=0)
+    ctx.metrics({"synthetic/benign": float(want[0]), "synthetic/melanoma": float(want[1])}, step=0)
 
 
 class _Stopped(Exception):
