@@ -68,7 +68,7 @@ def synthetic_of(workspace: Path, run_id: str) -> tuple[Synthetic, dict[str, Any
         selection = load_selection(workspace, run_id)
         ids, labels, parts = [], [], []
         for part in selection.parts:
-            pool = Pool(part.pool_dir(workspace))
+            pool = Pool(Path(workspace) / part.pool_run)
             rows = pool.rows_of(part.ids, where=str(part.ids_file))
             parts.append(TakeRows(pool.images, rows))
             ids += part.ids
