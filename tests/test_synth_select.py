@@ -296,3 +296,31 @@ def test_a_classify_run_trains_on_a_selection_and_records_it(tmp_path: Path) -> 
     code, out = cli(ws, "train", "--data", str(real), "--format", "csv", "--model", "test_resnet", "--res", "32",
                     "--no-pretrained", "--epochs", "1", "--synthetic", "select:no-such-run")
     assert code == 2 and "synthetic[0].select: no run 'no-such-run'" in out
+
+
+def test_a_selection_resolves_to_one_pool_part_per_gan(tmp_path: Path) -> None:
+    from engine.synth.mix import SelectSource, check_synthetic, describe, parse_sources, resolve_synthetic
+
+    ws, real = tmp_path / "ws", _real_set(tmp_path)
+    rng = np.random.default_rng(6)
+    pgn = pool_run(ws, *_pool_images(100, rng), family="pgan")
+    sgn = pool_run(ws, *_pool_images(100, rng), family="stylegan2")
+    code, doc = _select(ws, real, pgn, sgn, "--label", "1:1/4 all div")
+    assert code == 0, doc
+    sources = parse_sources([{"select": doc["run_id"]}])
+    assert sources == [SelectSource(select=doc["run_id"])]
+    check_synthetic(ws, sources)
+    parts = resolve_synthetic(ws, sources)
+    rows = _selection(ws, doc["run_id"])
+    assert [p.provenance["family"] for p in parts] == ["pgan", "stylegan2"]
+    for part, gan in zip(parts, ("pgan", "stylegan2"), strict=True):
+        assert part.ids == [r["pool_id"] for r in rows if r["gan"] == gan]
+        assert part.labels.tolist() == [int(r["label"]) for r in rows if r["gan"] == gan]
+    summary = describe(parts)
+    assert summary["gan"]["family"] == "all" and summary["sampler"] == "diverse"
+    assert summary["gan"]["pool_runs"] == sorted([pgn, sgn])
+    pending = tmp_path / "ws" / "not-yet"
+    pending.mkdir()
+    check_synthetic(ws, [SelectSource(select="not-yet")])  # queued behind its select run: fine at enqueue
+    with pytest.raises(InputError, match="no selection"):
+        resolve_synthetic(ws, [SelectSource(select="not-yet")])
