@@ -258,92 +258,106 @@ def _fmt(score: float | None) -> str:
     return str(int(score)) if float(score).is_integer() else f"{score:.6g}"
 
 
+class _PoolArrays:
+    """A pool's pHashes and helper errors, computed on first use (through the workspace cache)."""
+
+    def __init__(self, ctx: RunContext, run: str, pool: Pool, cfg: SelectConfig, device: str) -> None:
+        self.ctx, self.run, self.pool, self.cfg, self.device = ctx, run, pool, cfg, device
+        self._hashes: np.ndarray | None = None
+        self._errors: np.ndarray | None = None
+
+    def hashes(self) -> np.ndarray:
+        from engine.synth.derived import pool_hashes
+
+        if self._hashes is None:
+            self._hashes = pool_hashes(self.ctx.workspace, self.run, self.pool, self.ctx.progress)
+        return self._hashes
+
+    def errors(self) -> np.ndarray:
+        from engine.synth.derived import pool_errors
+
+        if self._errors is None:
+            self._errors = pool_errors(self.ctx.workspace, self.run, self.pool, str(self.cfg.samplers.helper),
+                                       self.device, self.cfg.batch_size, self.ctx.progress, self.ctx.stop_requested)
+            if self._errors is None:
+                raise _Stopped
+        return self._errors
+
+
+def _select_gan(ctx: RunContext, gan: str, sampler_name: str, arrays: _PoolArrays, wanted: tuple[int, int]
+                ) -> tuple[dict[str, Any], list[list[Any]], list[list[Any]]]:
+    """One GAN's part: its summary for result.json, its selection.csv rows and its rejected.csv rows."""
+    from engine.synth.samplers import ClassItems, create_sampler
+
+    sampler = create_sampler(sampler_name, **arrays.cfg.samplers.model_dump())
+    pool = arrays.pool
+    part: dict[str, Any] = {"gan": gan, "pool": arrays.run, "sampler": sampler_name, "counts": {},
+                            "available": {}, "preferred": {}, "overflow": {}}
+    selected: list[list[Any]] = []
+    rejected: list[list[Any]] = []
+    for label, name in enumerate(CLASS_NAMES):
+        rows = np.flatnonzero(pool.labels == label)
+        k = wanted[label]
+        items = ClassItems([pool.ids[r] for r in rows], label, lambda rows=rows: arrays.hashes()[rows],
+                           lambda rows=rows: arrays.errors()[rows])
+        ordering = sampler(items) if k else None
+        preferred = ordering.preferred if ordering else len(rows)
+        if ordering is not None:
+            positions, scores = ordering.take(k)
+            selected += [[items.ids[pos], gan, label, rank, _fmt(None if scores is None else float(scores[rank - 1]))]
+                         for rank, pos in enumerate(positions.tolist(), start=1)]
+            if ordering.rejected is not None:
+                r = ordering.rejected
+                rejected += [[items.ids[pos], label, items.ids[near], dist] for pos, near, dist
+                             in zip(r.positions.tolist(), r.nearest.tolist(), r.distance.tolist(), strict=True)]
+                part.setdefault("excluded", {})[name] = len(r.positions)
+        overflow = max(0, k - preferred)
+        if overflow:
+            ctx.log.warning("%s %s: %d images asked, only %d meet the %s criterion; %d more taken from the rest of "
+                            "its order", gan, name, k, preferred, sampler_name, overflow)
+        part["counts"][name], part["available"][name] = k, len(rows)
+        part["preferred"][name], part["overflow"][name] = preferred, overflow
+    return part, selected, rejected
+
+
+def _csv(columns: tuple[str, ...], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 @register_kind("select", validate=validate_select)
 def run_select(ctx: RunContext) -> None:
     """Order every class of every pool, take the configured counts, write the selection."""
-    from engine.synth.derived import pool_errors, pool_hashes
-    from engine.synth.samplers import ClassItems, create_sampler
-
     cfg = parse_select_config(ctx.config)
     conf = cfg.configuration
     device = ctx.device if cfg.device == "auto" else cfg.device
     pools, translation, plan, (n_benign, n_melanoma), split_path = _plan(cfg, ctx.workspace)
-    want = (sum(b for b, _ in plan.values()), sum(m for _, m in plan.values()))
-    ctx.log.info("%s: %d benign + %d melanoma synthetic (real train %d + %d); per GAN %s", conf.label, *want,
-                 n_benign, n_melanoma, plan)
-
-    sel = io.StringIO()
-    sel_w = csv.writer(sel, lineterminator="\n")
-    sel_w.writerow(SELECTION_COLUMNS)
-    rej = io.StringIO()
-    rej_w = csv.writer(rej, lineterminator="\n")
-    rej_w.writerow(REJECTED_COLUMNS)
-    any_rejected = False
-    parts = []
-    settings = cfg.samplers.model_dump()
+    ctx.log.info("%s: per GAN (benign, melanoma) %s; real training split %d + %d", conf.label, plan, n_benign,
+                 n_melanoma)
+    parts, selected, rejected = [], [], []
     for gan in gan_order(set(pools)):
-        pool, run = pools[gan], cfg.pools[gan]
-        sampler_name = "random" if gan in translation else conf.sampler
-        sampler = create_sampler(sampler_name, **settings)
-        cache: dict[str, np.ndarray] = {}
-
-        def hashes(pool: Pool = pool, run: str = run, cache: dict[str, np.ndarray] = cache) -> np.ndarray:
-            if "phash" not in cache:
-                cache["phash"] = pool_hashes(ctx.workspace, run, pool, ctx.progress)
-            return cache["phash"]
-
-        def errors(pool: Pool = pool, run: str = run, cache: dict[str, np.ndarray] = cache) -> np.ndarray:
-            if "errors" not in cache:
-                scored = pool_errors(ctx.workspace, run, pool, str(cfg.samplers.helper), device, cfg.batch_size,
-                                     ctx.progress, ctx.stop_requested)
-                if scored is None:
-                    raise _Stopped
-                cache["errors"] = scored
-            return cache["errors"]
-
-        part: dict[str, Any] = {"gan": gan, "pool": run, "sampler": sampler_name, "counts": {}, "available": {},
-                                "preferred": {}, "overflow": {}}
-        chosen: list[str] = []
-        for label, name in enumerate(CLASS_NAMES):
-            rows = np.flatnonzero(pool.labels == label)
-            k = plan[gan][label]
-            items = ClassItems([pool.ids[r] for r in rows], label, lambda rows=rows, h=hashes: h()[rows],
-                               lambda rows=rows, e=errors: e()[rows])
-            try:
-                ordering = sampler(items) if k else None
-            except _Stopped:
-                return  # resumes from the cached partial scores
-            positions, scores = ordering.take(k) if ordering else (np.zeros(0, np.int64), None)
-            for rank, pos in enumerate(positions.tolist(), start=1):
-                score = None if scores is None else float(scores[rank - 1])
-                sel_w.writerow([items.ids[pos], gan, label, rank, _fmt(score)])
-                chosen.append(items.ids[pos])
-            overflow = max(0, k - ordering.preferred) if ordering else 0
-            if overflow:
-                ctx.log.warning("%s %s: %d images asked, only %d meet the %s criterion; %d more taken from the "
-                                "rest of its order", gan, name, k, ordering.preferred, sampler_name, overflow)
-            if ordering is not None and ordering.rejected is not None:
-                any_rejected = True
-                r = ordering.rejected
-                for pos, near, dist in zip(r.positions.tolist(), r.nearest.tolist(), r.distance.tolist(),
-                                           strict=True):
-                    rej_w.writerow([items.ids[pos], label, items.ids[near], dist])
-                part.setdefault("excluded", {})[name] = len(r.positions)
-            part["counts"][name] = k
-            part["available"][name] = len(rows)
-            part["preferred"][name] = ordering.preferred if ordering else len(rows)
-            part["overflow"][name] = overflow
+        arrays = _PoolArrays(ctx, cfg.pools[gan], pools[gan], cfg, device)
+        try:
+            part, rows, excluded = _select_gan(ctx, gan, "random" if gan in translation else conf.sampler, arrays,
+                                               plan[gan])
+        except _Stopped:
+            return  # a resumed attempt continues from the cached partial scores
         parts.append(part)
-        atomic_write_text(ids_file(ctx.run_dir, gan), "id\n" + "".join(f"{i}\n" for i in chosen))
-
-    if any_rejected:
-        atomic_write_text(ctx.run_dir / "rejected.csv", rej.getvalue())
-    atomic_write_text(ctx.run_dir / "selection.csv", sel.getvalue())
+        selected += rows
+        rejected += excluded
+        atomic_write_text(ids_file(ctx.run_dir, gan), "id\n" + "".join(f"{r[0]}\n" for r in rows))
+    if any("excluded" in p for p in parts):
+        atomic_write_text(ctx.run_dir / "rejected.csv", _csv(REJECTED_COLUMNS, rejected))
+    atomic_write_text(ctx.run_dir / "selection.csv", _csv(SELECTION_COLUMNS, selected))
+    counts = {name: sum(p["counts"][name] for p in parts) for name in CLASS_NAMES}
     atomic_write_json(ctx.run_dir / "result.json", {
         "label": conf.label,
         "gan": conf.gan,
         "sampler": conf.sampler,
-        "counts": {name: sum(p["counts"][name] for p in parts) for name in CLASS_NAMES},
+        "counts": counts,
         "real": {"benign": n_benign, "melanoma": n_melanoma},
         "parts": parts,
         "settings": {"diverse_threshold": cfg.samplers.diverse_threshold, "all_mode": cfg.samplers.all_mode,
@@ -351,7 +365,7 @@ def run_select(ctx: RunContext) -> None:
         "split": str(split_path),
         "config": cfg.model_dump(mode="json"),
     })
-    ctx.metrics({"synthetic/benign": float(want[0]), "synthetic/melanoma": float(want[1])}, step=0)
+    ctx.metrics({f"synthetic/{name}": float(n) for name, n in counts.items()}, step=0)
 
 
 class _Stopped(Exception):
