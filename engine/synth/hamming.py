@@ -2,10 +2,11 @@
 
 Comparing every pair of a 200,000-image pool is 2e10 XOR/popcounts (~37 s on one core). Near-duplicate pairs
 within ``r`` bits are found instead by multi-index hashing (Norouzi et al., CVPR 2012): cut the 64 bits into
-``r + 1`` substrings; two hashes within ``r`` bits agree exactly on at least one of them (pigeonhole), so
-sorting by each substring and pairing only equal neighbours finds every pair, and checking the full distance
-discards the rest. Identical hashes are merged first, so a collapsed GAN's thousand copies of one image cost
-one entry, not a million pairs.
+``m`` substrings; two hashes within ``r`` bits differ in at most ``q = r // m`` bits on at least one of them
+(pigeonhole), so each hash looks up, per substring, the buckets of every key within ``q`` bits of its own and
+only those candidates are checked on all 64 bits. Every pair is found; ``m`` is chosen per call from measured
+bucket sizes. Identical hashes are merged first, so a collapsed GAN's thousand copies of one image cost one
+entry, not a million pairs.
 
 Nearest neighbours between two sets (the audit: synthetic vs training images) are exact blocked
 XOR/popcount on threads: the sets there are a pool against ~15,000 training images.
