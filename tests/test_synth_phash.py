@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.synth.phash import _horizontal_first, _Pass, hamming, phash
+from engine.synth.phash import _horizontal_first, _luma_rgb, _Pass, hamming, phash
 from engine.synth.pool import Pool, PoolRow, PoolWriter, pool_id
 
 
@@ -64,6 +64,15 @@ def test_uint8_arrays_hash_as_imagehash_of_their_pil_images() -> None:
         np.testing.assert_array_equal(phash(gray), _reference([Image.fromarray(x) for x in gray]))
     tall = np.stack([_picture(rng, 120, 40, k % 6) for k in range(12)])  # vertical pass first
     np.testing.assert_array_equal(phash(tall, workers=1), _reference([Image.fromarray(x) for x in tall]))
+
+
+def test_luma_is_pillows_convert_for_every_rgb_triple() -> None:
+    g, b = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    for r in range(0, 256, 32):  # 32 red levels at a time: 2M triples
+        rgb = np.stack(np.broadcast_arrays(np.arange(r, r + 32)[:, None, None], g[None], b[None]), -1)
+        rgb = rgb.astype(np.uint8).reshape(32, 65536, 3)
+        ref = np.asarray(Image.fromarray(rgb.reshape(32 * 256, 256, 3)).convert("L")).reshape(32, 65536)
+        np.testing.assert_array_equal(_luma_rgb(rgb), ref)
 
 
 def test_extreme_downscales_use_the_exact_dense_path() -> None:

@@ -41,6 +41,7 @@ _PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed point for 8-bit images
 _ROUND = float(1 << (_PRECISION_BITS - 1))
 _UNSCALE = 1.0 / (1 << _PRECISION_BITS)
 _LANCZOS_SUPPORT = 3.0
+_LUMA = np.array([19595.0, 38470.0, 7471.0], dtype=np.float32) / 65536  # ITU-R 601-2, Pillow's fixed point
 _CHUNK_BYTES = 3 << 20  # float32 luma per batch of same-size images (a few MB: stays in cache)
 
 
@@ -201,10 +202,12 @@ def _resize(luma: np.ndarray) -> np.ndarray:
 
 
 def _luma_rgb(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (n, H, W, 3) -> float32 (n, H, W): Pillow's ``convert("L")``, exact (see the module doc)."""
-    y = rgb.reshape(-1, 3).astype(np.float32) @ np.array([19595.0, 38470.0, 7471.0], dtype=np.float32)
-    y += 32768.0
-    y *= 1.0 / 65536.0
+    """uint8 (n, H, W, 3) -> float32 (n, H, W): Pillow's ``convert("L")``, exact (see the module doc).
+
+    ``(Y + 0x8000) >> 16`` is computed as ``floor(Y / 65536 + 0.5)`` with the weights pre-scaled by 2**-16:
+    scaling by a power of two keeps every product and sum exact, and saves a pass over the pixels."""
+    y = rgb.reshape(-1, 3).astype(np.float32) @ _LUMA
+    y += 0.5
     return np.floor(y, out=y).reshape(rgb.shape[:-1])
 
 
