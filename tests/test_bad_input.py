@@ -112,6 +112,9 @@ CASES = [
     ("gan sample", "nope --n 0 --out {ws}/grid.png", "--n"),
     ("gan pool", "{queued} --per-class -5", "--per-class"),
     ("gan import", "{ws}/nofile.pkl --trust", "nofile.pkl"),
+    ("select", "nope --label 1:1/2 --data {data} --format isic2019", "unknown run id 'nope'"),
+    ("select", "{queued} --label 1:9/2x --data {data} --format isic2019", "bad ratio '1:9/2x'"),
+    ("audit", "nope", "unknown run id 'nope'"),
 ]
 
 

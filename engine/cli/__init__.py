@@ -18,6 +18,7 @@ from engine.cli import experiments as _experiments
 from engine.cli import gan as _gan
 from engine.cli import results as _results
 from engine.cli import runs as _runs
+from engine.cli import synth as _synth
 from engine.cli import train as _train
 from engine.cli import tui as _tui
 from engine.cli.options import Workspace
@@ -38,6 +39,7 @@ _train.install(app)
 _experiments.install(app)
 _results.install(app)
 _tui.install(app)
+_synth.install(app)
 
 
 @app.command()

@@ -37,10 +37,14 @@ def _test_sets(specs: list[str]) -> list[dict[str, str | None]]:
 
 
 def _synthetic(specs: list[str]) -> list[dict[str, str | None]]:
-    """``FILE.csv`` (or ``csv:FILE``) and ``pool:RUN[@IDS.csv]`` -> synthetic source entries."""
+    """``FILE.csv`` (or ``csv:FILE``), ``pool:RUN[@IDS.csv]`` and ``select:RUN`` -> synthetic source entries."""
     out: list[dict[str, str | None]] = []
     for spec in specs:
-        if spec.startswith("pool:"):
+        if spec.startswith("select:"):
+            if not spec.removeprefix("select:"):
+                raise InputError(f"--synthetic {spec!r}: expected select:RUN")
+            out.append({"select": spec.removeprefix("select:")})
+        elif spec.startswith("pool:"):
             run, at, ids = spec.removeprefix("pool:").partition("@")
             if not run or (at and not ids):
                 raise InputError(f"--synthetic {spec!r}: expected pool:RUN or pool:RUN@IDS.csv")
@@ -101,9 +105,10 @@ def install(app: typer.Typer) -> None:
                                                                    "paper's, made with --assign); overrides "
                                                                    "--split-seed."),
         synthetic: list[str] = typer.Option(None, "--synthetic", help="Synthetic training images: a CSV "
-                                                                       "image,label, or pool:RUN[@IDS.csv] (images "
+                                                                       "image,label, pool:RUN[@IDS.csv] (images "
                                                                        "of a gan-pool run; IDS: a CSV with an id "
-                                                                       "column); repeatable."),
+                                                                       "column) or select:RUN (what a select run "
+                                                                       "chose); repeatable."),
         weights: str = typer.Option(None, "--weights", help="Local pretrained (ImageNet) weights file."),
         no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from random initialisation."),
         norm: str = typer.Option(None, "--norm", help="imagenet (the paper) | model (timm's own) (default: imagenet)."),

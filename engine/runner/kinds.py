@@ -63,6 +63,7 @@ _BUILTIN: dict[str, str] = {
     "gan-train": "engine.gans.kind",
     "gan-pool": "engine.gans.kind",
     "gan-import": "engine.gans.kind",
+    "select": "engine.synth.select",
 }
 
 

@@ -6,6 +6,8 @@
   means the same). Any images: another tool's output, a folder of PNGs.
 - ``{"pool": RUN, "ids": FILE}``: images of the pool of gan-pool run ``RUN`` (``engine.synth.pool``); ``ids`` is
   a CSV with an ``id`` column of pool ids (``b000042``); without ``ids``, the whole pool.
+- ``{"select": RUN}``: the images a ``select`` run chose (``engine.synth.select``): one pool part per GAN it
+  drew from, each recorded with its GAN family and the configuration's sampler.
 
 A new kind of source is one model class here with ``check`` and ``resolve`` methods plus its key in
 ``SOURCE_KINDS``; the classifier only calls ``resolve_synthetic`` and uses what it returns. A source may hold
@@ -101,8 +103,9 @@ class Source(BaseModel):
         """Cheap enqueue check (records only, no pixels); InputError naming ``where`` on bad input."""
 
     @abstractmethod
-    def resolve(self, workspace: Path, where: str) -> ResolvedSource:
-        """The source's labelled images; InputError naming ``where`` on bad input."""
+    def resolve(self, workspace: Path, where: str) -> ResolvedSource | list[ResolvedSource]:
+        """The source's labelled images (a list of parts for a source over several pools); InputError naming
+        ``where`` on bad input."""
 
 
 class CsvSource(Source):
@@ -194,10 +197,10 @@ class PoolSource(Source):
         return ResolvedSource(
             images=pool.images, rows=rows, labels=pool.labels[rows], ids=[pool.ids[i] for i in rows.tolist()],
             provenance={"source": "pool", "pool_run": self.pool, "ids": self.ids, "gan_run": gan_run,
-                        "gan_runs": gan_runs, "family": _family(workspace, pool, gan_runs), "sampler": None})
+                        "gan_runs": gan_runs, "family": pool_family(workspace, pool, gan_runs), "sampler": None})
 
 
-def _family(workspace: Path, pool: Pool, gan_runs: list[str]) -> str | None:
+def pool_family(workspace: Path, pool: Pool, gan_runs: list[str]) -> str | None:
     """The GAN family that made a pool: ``pool.json``'s ``family``, else the gan run's config (None if unknown)."""
     import json
 
@@ -213,8 +216,41 @@ def _family(workspace: Path, pool: Pool, gan_runs: list[str]) -> str | None:
     return families.pop() if len(families) == 1 and None not in families else None
 
 
-# The key that names a source's kind -> its model. The sampler adds ``"select": SelectSource``.
-SOURCE_KINDS: dict[str, type[Source]] = {"csv": CsvSource, "pool": PoolSource}
+class SelectSource(Source):
+    """The images a ``select`` run chose: its per-GAN id lists as pool sources, with the selection's provenance."""
+
+    select: str
+
+    def _run_dir(self, workspace: Path, where: str) -> Path:
+        run_dir = Path(workspace) / self.select
+        if not self.select or Path(self.select).name != self.select or not run_dir.is_dir():
+            raise InputError(f"{where}.select: no run {self.select!r} in the workspace {workspace}")
+        return run_dir
+
+    def check(self, workspace: Path, where: str) -> None:
+        from engine.synth.select import load_selection
+
+        if (self._run_dir(workspace, where) / "result.json").is_file():  # else still to run: the grid waits for it
+            load_selection(Path(workspace), self.select)
+
+    def resolve(self, workspace: Path, where: str) -> list[ResolvedSource]:
+        from engine.synth.select import load_selection
+
+        self._run_dir(workspace, where)
+        selection = load_selection(Path(workspace), self.select)
+        out = []
+        for part in selection.parts:
+            if not part.ids:  # a GAN whose share came to nothing (e.g. all_mode "share" on a tiny request)
+                continue
+            resolved = PoolSource(pool=part.pool_run, ids=str(part.ids_file)).resolve(workspace, f"{where}.select")
+            resolved.provenance.update(source="select", select_run=self.select, family=part.gan,
+                                       sampler=selection.sampler, selected_by=part.sampler)
+            out.append(resolved)
+        return out
+
+
+# The key that names a source's kind -> its model.
+SOURCE_KINDS: dict[str, type[Source]] = {"csv": CsvSource, "pool": PoolSource, "select": SelectSource}
 
 
 def parse_sources(value: Any) -> list[Source]:
@@ -256,8 +292,13 @@ def check_synthetic(workspace: Path, sources: Sequence[Source]) -> None:
 
 
 def resolve_synthetic(workspace: Path, sources: Sequence[Source]) -> list[ResolvedSource]:
-    """Every source, resolved to labelled images (no pixels read yet: see ``ResolvedSource.pixels``)."""
-    return [s.resolve(Path(workspace), f"synthetic[{i}]") for i, s in enumerate(sources)]
+    """Every source, resolved to labelled images (no pixels read yet: see ``ResolvedSource.pixels``); a source
+    over several pools contributes one entry per pool."""
+    out: list[ResolvedSource] = []
+    for i, s in enumerate(sources):
+        parts = s.resolve(Path(workspace), f"synthetic[{i}]")
+        out += parts if isinstance(parts, list) else [parts]
+    return out
 
 
 def describe(resolved: Sequence[ResolvedSource]) -> dict[str, Any]:
