@@ -35,11 +35,11 @@ _COMMON: dict[str, Any] = dict(
     vgg_weights=None, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, amp=True,
 )
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {**_COMMON, "res": 32, "batch_size": 4, "kimg": 1, "snapshot_kimg": 0.5,
+    "tiny": {**_COMMON, "res": 32, "batch": 8, "kimg": 2, "snapshot_kimg": 1,
              "ngf": 8, "n_down": 2, "n_blocks": 2, "n_blocks_local": 1, "ndf": 8, "d_layers": 2},
-    "demo": {**_COMMON, "res": 64, "batch_size": 8, "kimg": 40, "snapshot_kimg": 5,
+    "demo": {**_COMMON, "res": 64, "batch": 8, "kimg": 20, "snapshot_kimg": 2,
              "ngf": 12, "n_down": 3, "n_blocks": 4, "ndf": 16, "d_layers": 3},
-    "paper": {**_COMMON, "res": 256, "batch_size": 8, "kimg": 938, "snapshot_kimg": 47,
+    "paper": {**_COMMON, "res": 256, "batch": 8, "kimg": 938, "snapshot_kimg": 47,
               "ngf": 32, "n_down": 4, "n_blocks": 9, "n_local": 1, "ndf": 64, "d_layers": 3},
 }
 
@@ -155,9 +155,9 @@ class Pix2PixHDTrainer(TranslationTrainer):
         loss_fm = feature_matching_loss(pred_fake, pred_real, self.layer_weight) * self.config["lambda_feat"]
         loss_vgg = self.perceptual(fake, real)
         loss_g = loss_gan + loss_fm + loss_vgg
-        self.step("G", loss_g)
+        self.update("G", loss_g)
         loss_d = 0.5 * (lsgan_loss(pred_fake_d, False) + lsgan_loss(pred_real, True))
-        self.step("D", loss_d)
+        self.update("D", loss_d)
         return {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(),
                 "loss_fm": loss_fm.item(), "loss_vgg": loss_vgg.item()}
 

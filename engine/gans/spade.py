@@ -48,11 +48,11 @@ _COMMON: dict[str, Any] = dict(
     beta2=0.9, amp=True,
 )
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {**_COMMON, "res": 32, "batch_size": 4, "kimg": 1, "snapshot_kimg": 0.5,
+    "tiny": {**_COMMON, "res": 32, "batch": 8, "kimg": 2, "snapshot_kimg": 1,
              "channels": [32, 32, 16, 8], "hidden": 16, "ndf": 8, "d_layers": 2, "z_dim": 16},
-    "demo": {**_COMMON, "res": 64, "batch_size": 8, "kimg": 40, "snapshot_kimg": 5,
+    "demo": {**_COMMON, "res": 64, "batch": 8, "kimg": 20, "snapshot_kimg": 2,
              "channels": [64, 64, 32, 16, 16], "hidden": 16, "ndf": 16, "d_layers": 3, "z_dim": 64},
-    "paper": {**_COMMON, "res": 256, "batch_size": 8, "kimg": 704, "snapshot_kimg": 35, "bottom": 8,
+    "paper": {**_COMMON, "res": 256, "batch": 8, "kimg": 704, "snapshot_kimg": 47, "bottom": 8,
               "channels": [1024, 1024, 512, 256, 128, 64], "hidden": 128, "ndf": 64, "d_layers": 3},
 }
 
@@ -200,12 +200,12 @@ class SPADETrainer(TranslationTrainer):
         loss_fm = feature_matching_loss(pred_fake, pred_real) * self.config["lambda_feat"]
         loss_vgg = self.perceptual(fake, real)
         loss_g = loss_gan + loss_fm + loss_vgg + loss_kld
-        self.step("G", loss_g)
+        self.update("G", loss_g)
         with self.autocast():
             pred_fake, pred_real = _halves(self.D(torch.cat([torch.cat([maps, fake.detach()], 1),
                                                              torch.cat([maps, real], 1)])), n)
         loss_d = hinge_d_loss(pred_fake, False) + hinge_d_loss(pred_real, True)
-        self.step("D", loss_d)
+        self.update("D", loss_d)
         return {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(),
                 "loss_fm": loss_fm.item(), "loss_vgg": loss_vgg.item(), "loss_kld": loss_kld.item()}
 

@@ -77,6 +77,7 @@ class TranslationTrainer(ABC):
         self.device = device
         self.res = int(config["res"])
         self.images_seen = 0
+        self.step = 0  # train_step calls so far
         self.cuda = device.type == "cuda"
         fmt = torch.channels_last if self.cuda else torch.contiguous_format
         self.nets = {k: n.to(device=device, memory_format=fmt) for k, n in nets.items()}
@@ -104,13 +105,14 @@ class TranslationTrainer(ABC):
         return contextlib.nullcontext()
 
     def inputs(self, batch: Any, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's images and maps, jointly flipped when ``flip``; counts the images."""
+        """The batch's images and maps, jointly flipped when ``flip``; counts the step and its images."""
         if batch.maps is None:
             raise ValueError(f"{self.family} translates label maps: the batch has no maps")
         images, maps = batch.images, batch.maps
         if self.config["flip"]:
             images, maps = paired_flip(images, maps, gen)
         self.images_seen += images.shape[0]
+        self.step += 1
         if self.cuda:
             images, maps = (t.contiguous(memory_format=torch.channels_last) for t in (images, maps))
         return images, maps
@@ -120,7 +122,7 @@ class TranslationTrainer(ABC):
             return torch.zeros((), device=fake.device)
         return self.vgg(fake, real) * self.config["lambda_vgg"]
 
-    def step(self, net: str, loss: torch.Tensor) -> None:
+    def update(self, net: str, loss: torch.Tensor) -> None:
         opt = self.opts[net]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,14 +154,14 @@ class TranslationTrainer(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {"nets": {k: n.state_dict() for k, n in self.nets.items()},
                 "opts": {k: o.state_dict() for k, o in self.opts.items()},
-                "images_seen": self.images_seen}
+                "images_seen": self.images_seen, "step": self.step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, n in self.nets.items():
             n.load_state_dict(state["nets"][k])
         for k, o in self.opts.items():
             o.load_state_dict(state["opts"][k])
-        self.images_seen = int(state["images_seen"])
+        self.images_seen, self.step = int(state["images_seen"]), int(state["step"])
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
