@@ -36,7 +36,7 @@ def _labels(seed: int, n: int = 4, res: int = R) -> torch.Tensor:
 def _batch(config: dict, seed: int = 0, n: int = 4) -> GanBatch:
     labels = _labels(seed, n, config["res"])
     images = torch.tanh(torch.randn(n, 3, config["res"], config["res"], generator=torch.Generator().manual_seed(seed)))
-    return GanBatch(images=images, labels=torch.zeros(n, dtype=torch.long), maps=encode_maps(labels, config))
+    return GanBatch(images=images, labels=torch.zeros(n, dtype=torch.long), maps=encode_maps(labels, config["boundary"]))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -104,7 +104,7 @@ def test_output_follows_the_map_and_not_the_batch(family: str) -> None:
     assert out.shape == (4, 3, R, R) and out.abs().max() <= 1
     # One image per mask: an image does not depend on the other masks of its batch.
     assert torch.allclose(trainer.generate(maps=batch.maps[1:2]), out[1:2], atol=1e-5)
-    other = encode_maps(_labels(99, 1), trainer.config)
+    other = encode_maps(_labels(99, 1), trainer.config["boundary"])
     assert (trainer.generate(maps=other) - out[:1]).abs().mean() > 1e-3
 
 
@@ -112,7 +112,7 @@ def test_spade_modulation_and_locality() -> None:
     torch.manual_seed(0)
     norm = SPADE(6, 8, 16, "instance")
     x = torch.randn(2, 6, 16, 16)
-    seg_a = encode_maps(_labels(0, 2, 16), {"boundary": False})
+    seg_a = encode_maps(_labels(0, 2, 16), False)
     seg_b = seg_a.clone()
     seg_b[:, :, 12:, 12:] = 0
     seg_b[:, 7, 12:, 12:] = 1  # globules in the bottom-right corner
@@ -243,20 +243,20 @@ def test_vgg_loss_only_from_a_local_file(tmp_path) -> None:
 
 def test_encode_maps_one_hot_and_boundary() -> None:
     labels = torch.tensor([[[1, 1, 1, 1], [1, 2, 2, 1], [1, 2, 7, 1], [0, 1, 1, 1]]])
-    maps = encode_maps(labels, {"boundary": True})
+    maps = encode_maps(labels, True)
     assert maps.shape == (1, 9, 4, 4)
     assert torch.equal(maps[:, :8].argmax(1), labels) and torch.equal(maps[:, :8].sum(1), torch.ones(1, 4, 4))
     edge = boundary_map(labels)[0, 0]
     expected = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.float)
     assert torch.equal(edge, expected)
-    assert encode_maps(labels, {"boundary": False}).shape[1] == 8
+    assert encode_maps(labels, False).shape[1] == 8
     with pytest.raises(ValueError, match="outside 0..7"):
-        encode_maps(labels + 1, {"boundary": False})
+        encode_maps(labels + 1, False)
 
 
 def test_paired_flip_keeps_map_and_image_aligned() -> None:
     labels = _labels(3, 16)
-    maps = encode_maps(labels, {"boundary": True})
+    maps = encode_maps(labels, True)
     images = maps[:, :3] * 2 - 1  # an image that is a function of its map
     flipped_images, flipped_maps = paired_flip(images, maps, torch.Generator().manual_seed(0))
     assert torch.equal(flipped_images, flipped_maps[:, :3] * 2 - 1)

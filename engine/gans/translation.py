@@ -42,13 +42,14 @@ def boundary_map(labels: torch.Tensor) -> torch.Tensor:
     return edge.unsqueeze(1).float()
 
 
-def encode_maps(labels: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
-    """(B, H, W) uint8/long label maps -> the family's float input (B, C, H, W) (see the module doc)."""
+def encode_maps(labels: torch.Tensor, boundary: bool) -> torch.Tensor:
+    """(B, H, W) uint8/long label maps -> a family's float input (B, C, H, W): one-hot labels, plus the
+    boundary map when its config's ``boundary`` says so (see the module doc)."""
     labels = labels.long()
     if int(labels.min()) < 0 or int(labels.max()) >= N_LABELS:
         raise ValueError(f"label maps hold values outside 0..{N_LABELS - 1}")
     onehot = torch.nn.functional.one_hot(labels, N_LABELS).permute(0, 3, 1, 2).float()
-    return torch.cat([onehot, boundary_map(labels)], 1) if config["boundary"] else onehot
+    return torch.cat([onehot, boundary_map(labels)], 1) if boundary else onehot
 
 
 def paired_flip(images: torch.Tensor, maps: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
