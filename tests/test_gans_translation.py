@@ -36,7 +36,8 @@ def _labels(seed: int, n: int = 4, res: int = R) -> torch.Tensor:
 def _batch(config: dict, seed: int = 0, n: int = 4) -> GanBatch:
     labels = _labels(seed, n, config["res"])
     images = torch.tanh(torch.randn(n, 3, config["res"], config["res"], generator=torch.Generator().manual_seed(seed)))
-    return GanBatch(images=images, labels=torch.zeros(n, dtype=torch.long), maps=encode_maps(labels, config["boundary"]))
+    maps = encode_maps(labels, config["boundary"])
+    return GanBatch(images=images, labels=torch.zeros(n, dtype=torch.long), maps=maps)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
