@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from engine.cli import data as _data
+from engine.cli import gan as _gan
 from engine.cli import runs as _runs
 from engine.cli import train as _train
 from engine.cli.options import Workspace
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(_data.app, name="data")
+app.add_typer(_gan.app, name="gan")
 _runs.install(app)
 _train.install(app)
 

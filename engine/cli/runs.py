@@ -49,6 +49,14 @@ def _progress_text(run: st.Run) -> str:
 
 
 # ------------------------------------------------------------------------------------------ runs
+def show_doc(store: st.Store, run_id: str) -> dict[str, Any]:
+    """What ``runs show --json`` prints for one run (also printed by commands that create a run, e.g. ``gan
+    import --json``)."""
+    run = store.get_run(run_id)
+    return run.to_dict() | {"children": store.children(run.id), "run_dir": str(store.run_dir(run.id)),
+                            "events": store.events(run.id)[-20:]}
+
+
 @runs_app.command("list")
 def runs_list(
     status: Annotated[list[str] | None, typer.Option("--status", "-s", help="Only these states (repeat).")] = None,
@@ -79,8 +87,7 @@ def runs_show(run_id: Annotated[str, typer.Argument()], json_out: Json = False, 
     """Everything about one run: row, parents, children, last events."""
     with _store(workspace, readonly=True) as store:
         run = store.get_run(run_id)
-        doc = run.to_dict() | {"children": store.children(run.id), "run_dir": str(store.run_dir(run.id)),
-                               "events": store.events(run.id)[-20:]}
+        doc = show_doc(store, run.id)
     if json_out:
         print(json.dumps(doc))
         return

@@ -154,3 +154,17 @@ def persisted_split(workspace: Path, fmt: str, records: Sequence[LesionRecord], 
     if log is not None:
         log.info("split written to %s", path)
     return split, path
+
+
+def resolve_split(workspace: Path, fmt: str, records: Sequence[LesionRecord], *, split_seed: int = 0,
+                  split_file: str | Path | None = None, where: str = "data.split_file",
+                  log: logging.Logger | None = None) -> tuple[Split, Path]:
+    """The one place a run's ``data`` keys become its split: ``split_file`` (a CSV as ``ganaug data split``
+    writes it: ``image_id`` and ``split`` columns) when given, else the workspace's persisted split of
+    ``split_seed``. Classifier and GANs resolve it here, so they train on the same images."""
+    if split_file is None:
+        return persisted_split(workspace, fmt, records, split_seed, log)
+    path = Path(split_file).expanduser()
+    if not path.is_file():
+        raise InputError(f"{where}: split file {str(path)!r} not found")
+    return Split.read_csv(path, records), path

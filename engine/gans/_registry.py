@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 PRESETS = ("tiny", "demo", "paper")
+RUN_KEYS = ("res", "batch", "kimg", "snapshot_kimg")  # what every preset must set for gan-train
 Conditioning = Literal["noise", "translation"]
 
 
@@ -74,6 +75,11 @@ class Family:
     presets: dict[str, dict[str, Any]]  # preset name -> the family's complete config at that preset
     build: Builder
     generator_of: Callable[[GanTrainer], torch.nn.Module]  # the (non-EMA) generator network of a trainer
+    # the generator that checkpoints, grids, metrics and pools use: its EMA copy where the family keeps one
+    ema_generator_of: Callable[[GanTrainer], torch.nn.Module] | None = None
+
+    def sampling_generator(self, trainer: GanTrainer) -> torch.nn.Module:
+        return (self.ema_generator_of or self.generator_of)(trainer)
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -87,14 +93,24 @@ _BUILTIN = {
 
 
 def register_family(name: str, *, conditioning: Conditioning, presets: dict[str, dict[str, Any]],
-                    generator_of: Callable[[GanTrainer], torch.nn.Module]) -> Callable[[Builder], Builder]:
-    """Decorator on a family's ``build(config, device)``; every preset of ``PRESETS`` must be given."""
+                    generator_of: Callable[[GanTrainer], torch.nn.Module],
+                    ema_generator_of: Callable[[GanTrainer], torch.nn.Module] | None = None,
+                    ) -> Callable[[Builder], Builder]:
+    """Decorator on a family's ``build(config, device)``; every preset of ``PRESETS`` must be given.
+
+    Every preset must also say how long to train and how often to checkpoint (``batch``, ``kimg``,
+    ``snapshot_kimg``), and the resolution (``res``): the ``gan-train`` kind reads those.
+    """
     missing = [p for p in PRESETS if p not in presets]
     if missing:
         raise ValueError(f"family {name}: presets {missing} missing")
+    for preset, config in presets.items():
+        lacking = [k for k in RUN_KEYS if k not in config]
+        if lacking:
+            raise ValueError(f"family {name}: preset {preset} lacks {lacking}")
 
     def deco(build: Builder) -> Builder:
-        _FAMILIES[name] = Family(name, conditioning, presets, build, generator_of)
+        _FAMILIES[name] = Family(name, conditioning, presets, build, generator_of, ema_generator_of)
         return build
 
     return deco
@@ -126,14 +142,20 @@ def resolve_config(family: str, preset: str = "tiny", **overrides: Any) -> dict[
     return {**config, "family": family, "preset": preset}
 
 
-def create_gan(family: str, preset: str = "tiny", device: str | torch.device = "cpu", **overrides: Any) -> GanTrainer:
-    """A ready-to-train trainer of ``family`` at ``preset`` (random init), on ``device``."""
+def create_gan(family: str, preset: str = "tiny", device: str | torch.device = "cpu", *, seed: int = 0,
+               **overrides: Any) -> GanTrainer:
+    """A ready-to-train trainer of ``family`` at ``preset`` on ``device``, its random init drawn from ``seed``
+    (the global RNG is forked, so the caller's RNG state is left as it was)."""
     import torch
 
-    return get_family(family).build(resolve_config(family, preset, **overrides), torch.device(device))
+    config = resolve_config(family, preset, **overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_family(family).build(config, torch.device(device))
 
 
 def create_generator(family: str, preset: str = "tiny", **overrides: Any) -> torch.nn.Module:
-    """Only the generator network of ``family`` at ``preset`` (random init, CPU)."""
+    """Only the generator network of ``family`` at ``preset`` (random init, CPU); noise families' generators
+    are called ``G(z, labels)`` and return float (N, 3, R, R) in [-1, 1]."""
     fam = get_family(family)
     return fam.generator_of(create_gan(family, preset, **overrides))

@@ -57,6 +57,9 @@ _BUILTIN: dict[str, str] = {
     "count": "engine.runner.testkinds",
     "fail": "engine.runner.testkinds",
     "classify": "engine.train.kind",
+    "gan-train": "engine.gans.kind",
+    "gan-pool": "engine.gans.kind",
+    "gan-import": "engine.gans.kind",
 }
 
 

@@ -1,0 +1,509 @@
+"""Run kinds ``gan-train``, ``gan-pool`` and ``gan-import``: a GAN as a run, its checkpoints, its pool.
+
+``gan-train``: trains one family at one preset on the training part of the classifier's split. Every
+``snapshot_kimg`` thousand images it writes the EMA generator (``checkpoints/kimg-NNNNNN.pt``), a grid from
+fixed latents (``samples/kimg-NNNNNN.png``: one row per class, the same z at every checkpoint) and the
+metrics of ``engine.gans.metrics`` (step = kimg); the losses are stored with step = images seen. At the end
+the paper's rule picks a checkpoint; ``result.json`` lists the whole curve and the choice.
+
+Seeding and resume: the networks' init comes from the run seed; iteration ``t`` draws its minibatch and
+every random number of its step (latents, noise, augmentation) from generators seeded with (seed, t) only.
+The resume checkpoint holds the trainer (networks, EMA, optimisers, step, ADA state), the checkpoint list
+and the partial logging window, so a run stopped anywhere and resumed equals an uninterrupted one (CPU).
+
+``gan-pool``: N images per class from a GAN run's selected (or named) checkpoint, written shard by shard
+with ``engine.synth.pool.PoolWriter`` (resumable mid-pool: each image is a function of its own seed).
+
+``gan-import``: an external generator becomes a GAN run with one checkpoint (``engine.gans.external``).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.errors import InputError
+from engine.fsutil import atomic_write_json
+from engine.runner.kinds import RunContext, register_kind
+
+CLASS_NAMES = ("benign", "melanoma")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GanDataConfig(_Strict):
+    """The classifier's data keys: the GAN trains on the training part of exactly that split."""
+
+    format: str
+    root: str
+    split_seed: int = 0
+    split_file: str | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from engine.data import FORMATS
+
+        if value not in FORMATS:
+            raise ValueError(f"unknown data-set format {value!r}; known: {', '.join(FORMATS)}")
+        return value
+
+
+class MetricsConfig(_Strict):
+    """Where checkpoint metrics come from (``features`` = a classify run, or ``fid_weights``) and how many images."""
+
+    features: str | None = None
+    fid_weights: str | None = None
+    n: int = Field(10_000, ge=8)  # generated (and real reference) images per checkpoint, at most
+    select_margin: float | None = Field(None, ge=0)  # None: 0.3 (Inception FID) or 0.01 relative (domain)
+    select_relative: bool | None = None
+
+
+class GanTrainConfig(_Strict):
+    family: str
+    preset: Literal["tiny", "demo", "paper"] = "demo"
+    gan: dict[str, Any] = {}  # the family's config; the validator stores it complete (preset + overrides)
+    data: GanDataConfig
+    metrics: MetricsConfig = MetricsConfig()
+    grid_columns: int = Field(8, ge=1, le=64)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class GanPoolConfig(_Strict):
+    gan_run: str
+    per_class: int = Field(100_000, ge=1)  # the paper: 100,000 per class
+    kimg: int | None = None  # None: the GAN run's selected checkpoint
+    seed: int = 0
+    batch_size: int = Field(64, ge=1)
+    shard_size: int = Field(4096, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class GanImportConfig(_Strict):
+    source: str  # the generator file the user named (copied into the run folder)
+    format: Literal["pickle", "torchscript"]
+    trust: bool = False
+    code: str | None = None
+    class_index: list[str] = []  # ["melanoma=K", ...]
+    as_class: Literal["benign", "melanoma"] | None = None
+    truncation_psi: float = 1.0
+    z_dim: int | None = None
+    c_dim: int | None = None
+    data: GanDataConfig | None = None  # with metrics.features / fid_weights: checkpoint metrics
+    metrics: MetricsConfig = MetricsConfig()
+    grid_columns: int = Field(8, ge=1, le=64)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def _parse(model: type[_Strict], raw: dict[str, Any], kind: str) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise InputError(f"{kind} config: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def _check_metrics(m: MetricsConfig, required: bool) -> MetricsConfig:
+    """One feature source, an existing weights file, and the selection margin resolved for that source."""
+    from engine.gans.metrics import default_margin
+
+    if m.features and m.fid_weights:
+        raise InputError("metrics: give --features RUN or --fid-weights FILE, not both")
+    if required and not (m.features or m.fid_weights):
+        raise InputError("metrics: gan-train needs --features RUN (a classify run: domain FID) or --fid-weights FILE "
+                         "(the FID Inception weights) to choose its checkpoint; a random network gives meaningless "
+                         "distances")
+    update: dict[str, Any] = {}
+    if m.fid_weights:
+        path = Path(m.fid_weights).expanduser()
+        if not path.is_file():
+            raise InputError(f"metrics.fid_weights: {str(path)!r} not found")
+        update["fid_weights"] = str(path.resolve())
+    margin, relative = default_margin("inception" if m.fid_weights else "domain")
+    update["select_margin"] = margin if m.select_margin is None else m.select_margin
+    update["select_relative"] = relative if m.select_relative is None else m.select_relative
+    return m.model_copy(update=update)
+
+
+def validate_gan_train(config: dict[str, Any]) -> dict[str, Any]:
+    """The gate before a gan-train run is queued: a known family and preset, every family key known."""
+    from engine.gans._registry import resolve_config
+
+    cfg: GanTrainConfig = _parse(GanTrainConfig, config, "gan-train")
+    gan = resolve_config(cfg.family, cfg.preset, **cfg.gan)
+    gan = {k: v for k, v in gan.items() if k not in ("family", "preset")}
+    for key in ("batch", "kimg", "snapshot_kimg"):
+        if not isinstance(gan[key], int) or gan[key] < 1:
+            raise InputError(f"gan.{key}: must be a positive integer, got {gan[key]!r}")
+    return cfg.model_copy(update={"gan": gan, "metrics": _check_metrics(cfg.metrics, True)}).model_dump()
+
+
+def validate_gan_pool(config: dict[str, Any]) -> dict[str, Any]:
+    return _parse(GanPoolConfig, config, "gan-pool").model_dump()
+
+
+def validate_gan_import(config: dict[str, Any]) -> dict[str, Any]:
+    from engine.gans.external import check_trust, open_generator, parse_class_index
+
+    cfg: GanImportConfig = _parse(GanImportConfig, config, "gan-import")
+    source = Path(cfg.source).expanduser()
+    fmt = check_trust(source, cfg.trust)
+    if fmt != cfg.format:
+        raise InputError(f"{source}: is a {fmt} file, the config says {cfg.format}")
+    parse_class_index(cfg.class_index)
+    if cfg.code is not None and not Path(cfg.code).is_dir():
+        raise InputError(f"--code {cfg.code}: no such folder")
+    metrics = _check_metrics(cfg.metrics, False)
+    if (metrics.features or metrics.fid_weights) and cfg.data is None:
+        raise InputError("metrics of an imported generator need the real reference: --data ROOT --format F")
+    # Load and call it once now: a missing module, a wrong class index or a bad output shape is refused here.
+    open_generator(source, fmt, code=cfg.code, class_index=parse_class_index(cfg.class_index), as_class=cfg.as_class,
+                   truncation_psi=cfg.truncation_psi, z_dim=cfg.z_dim, c_dim=cfg.c_dim)
+    return cfg.model_copy(update={"source": str(source.resolve()), "metrics": metrics}).model_dump()
+
+
+def _device(requested: str, ctx: RunContext) -> Any:
+    import torch
+
+    device = ctx.device if requested == "auto" else requested
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device: cuda requested but no CUDA GPU is visible (use --device cpu)")
+    if device == "cpu":
+        torch.set_flush_denormal(True)  # tiny GAN weights and gradients otherwise hit the slow denormal path
+    else:
+        torch.backends.cudnn.benchmark = True
+    return torch.device(device)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+class CheckpointJudge:
+    """Scores generator checkpoints against the real training images, on one feature space, same latents."""
+
+    def __init__(self, workspace: Path, metrics: MetricsConfig, real: Any, labels: Any, seed: int, device: Any,
+                 grid_columns: int) -> None:
+        import numpy as np
+
+        from engine.gans.generator import image_seeds
+        from engine.gans.metrics import feature_extractor
+
+        self.features = None
+        if metrics.features or metrics.fid_weights:
+            self.features = feature_extractor(workspace=workspace, features=metrics.features,
+                                              fid_weights=metrics.fid_weights, device=str(device))
+        self.metrics = metrics
+        n = min(len(real), metrics.n) if self.features else 0
+        rng = np.random.default_rng([seed, 5])
+        ref = np.sort(rng.choice(len(real), n, replace=False)) if n < len(real) else np.arange(len(real))
+        self.real_features = self.features.extract(np.asarray(real[ref])) if self.features else None
+        # Generated set: as many as the reference, classes in the training ratio, the same seeds every time.
+        n_mel = int(round(n * float(np.mean(labels)))) if n else 0
+        self.labels = np.array([0] * (n - n_mel) + [1] * n_mel, dtype=np.int64)
+        self.seeds = image_seeds(seed, 0, range(n - n_mel)) + image_seeds(seed, 1, range(n_mel))
+        self.grid_labels = np.repeat([0, 1], grid_columns)
+        self.grid_seeds = image_seeds(seed + 1, 0, range(grid_columns)) + image_seeds(seed + 1, 1, range(grid_columns))
+        self.grid_columns = grid_columns
+
+    def judge(self, run_dir: Path, kimg: int, sample: Any, classes: list[int]) -> dict[str, Any]:
+        """Grid + metrics of one checkpoint; ``sample(labels, seeds) -> uint8 NHWC``."""
+        import numpy as np
+
+        from engine.gans.generator import checkpoint_name
+
+        name = checkpoint_name(kimg)
+        keep = np.isin(self.grid_labels, classes)
+        grid = sample(self.grid_labels[keep], [s for s, k in zip(self.grid_seeds, keep, strict=True) if k])
+        write_grid(run_dir / "samples" / f"{name}.png", grid, self.grid_columns)
+        entry: dict[str, Any] = {"kimg": kimg, "grid": f"samples/{name}.png"}
+        if self.features is not None:
+            keep = np.isin(self.labels, classes)
+            fake = sample(self.labels[keep], [s for s, k in zip(self.seeds, keep, strict=True) if k])
+            entry.update(self.features.scores(self.real_features, self.features.extract(fake)))
+        return entry
+
+    def selection(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+        """result.json's ``selected``: the paper's rule on the curve (or the only/last checkpoint without one)."""
+        from engine.gans.metrics import select_checkpoint
+
+        if self.features is None:
+            last = checkpoints[-1]
+            return {"kimg": last["kimg"], "path": last["path"], "rule": "no metrics (no --features/--fid-weights): "
+                    "the last checkpoint"}
+        metric = self.features.names()[0]
+        kimg, rule = select_checkpoint([(c["kimg"], c[metric]) for c in checkpoints], self.metrics.select_margin,
+                                       self.metrics.select_relative, metric)
+        chosen = next(c for c in checkpoints if c["kimg"] == kimg)
+        return {"kimg": kimg, "path": chosen["path"], "rule": rule}
+
+    @property
+    def features_kind(self) -> str | None:
+        return self.features.kind if self.features is not None else None
+
+
+def write_grid(path: Path, images: Any, columns: int, pad: int = 2) -> None:
+    """uint8 (N, R, R, 3) -> one PNG, ``columns`` per row, ``pad`` black pixels between (atomic)."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.fsutil import atomic_path
+
+    n, r = len(images), images.shape[1]
+    rows = max(1, math.ceil(n / columns))
+    canvas = np.zeros((rows * (r + pad) + pad, columns * (r + pad) + pad, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        y, x = divmod(i, columns)
+        canvas[pad + y * (r + pad):pad + y * (r + pad) + r, pad + x * (r + pad):pad + x * (r + pad) + r] = img
+    with atomic_path(path) as tmp:
+        Image.fromarray(canvas).save(tmp)
+
+
+# --------------------------------------------------------------------------------------------- gan-train
+@register_kind("gan-train", validate=validate_gan_train)
+def run_gan_train(ctx: RunContext) -> None:
+    """Train, checkpoint, judge every checkpoint, pick one; writes result.json."""
+    from engine.gans._registry import get_family
+
+    cfg = GanTrainConfig.model_validate(ctx.config)
+    family = get_family(cfg.family)
+    if family.conditioning != "noise":
+        raise InputError(f"gan-train: family {cfg.family} is a {family.conditioning} GAN; gan-train trains noise "
+                         f"GANs (stylegan2, pgan) so far")
+    _train_noise(ctx, cfg)
+
+
+def _train_noise(ctx: RunContext, cfg: GanTrainConfig) -> None:
+    import numpy as np
+    import torch
+
+    from engine.gans._registry import create_gan, get_family
+    from engine.gans.data import load_training_data
+    from engine.gans.generator import checkpoint_name, to_uint8
+    from engine.train.augment import make_generator
+    from engine.train.classifier import derive_seed
+
+    t_start = time.perf_counter()
+    device = _device(cfg.device, ctx)
+    gan = dict(cfg.gan)
+    res, batch, total = gan["res"], gan["batch"], gan["kimg"] * 1000
+    data = load_training_data(ctx.workspace, cfg.data.model_dump(), res, ctx.log)
+    n_mel = int(data.labels.sum())
+    ctx.log.info("%s/%s on %s: %d training images (%d melanoma) at %d px from %s", cfg.family, cfg.preset, device,
+                 len(data), n_mel, res, data.split_file)
+    judge = CheckpointJudge(ctx.workspace, cfg.metrics, data.images, data.labels, cfg.seed, device, cfg.grid_columns)
+    fam = get_family(cfg.family)
+    trainer = create_gan(cfg.family, cfg.preset, device, seed=derive_seed(cfg.seed, 0), **gan)
+    generator = fam.sampling_generator(trainer)
+    checkpoints: list[dict[str, Any]] = []
+    window: dict[str, list[float]] = {}
+    train_s = 0.0
+    state = ctx.load_checkpoint()
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        checkpoints, window, train_s = state["checkpoints"], state["window"], state["train_s"]
+        ctx.log.info("resuming at %d images (%d checkpoints so far)", trainer.images_seen, len(checkpoints))
+
+    def resume_state() -> dict[str, Any]:
+        return {"trainer": trainer.state_dict(), "checkpoints": checkpoints, "window": window, "train_s": train_s}
+
+    def sample(labels: np.ndarray, seeds: list[int]) -> np.ndarray:
+        from engine.gans.generator import latents
+
+        out = []
+        for s in range(0, len(labels), 64):
+            z = latents(seeds[s:s + 64], generator.z_dim).to(device)
+            y = torch.from_numpy(labels[s:s + 64]).to(device)
+            out.append(to_uint8(trainer.generate(labels=y, z=z)))
+        return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
+
+    log_every = max(1, 256 // batch)  # loss points every ~256 images
+    snap = gan["snapshot_kimg"] * 1000
+    while trainer.images_seen < total:
+        if ctx.stop_requested():
+            ctx.save_checkpoint(resume_state())
+            ctx.log.info("stopped at %d images; resuming continues from here", trainer.images_seen)
+            return
+        t0 = time.perf_counter()
+        step = trainer.step
+        rng = np.random.default_rng([cfg.seed, 1, step])
+        index = rng.choice(len(data), batch, replace=len(data) < batch)
+        logs = trainer.train_step(data.batch(index, device), make_generator(device, derive_seed(cfg.seed, 2, step)))
+        train_s += time.perf_counter() - t0
+        for k, v in logs.items():
+            window.setdefault(k, []).append(v)
+        if trainer.step % log_every == 0:
+            ctx.metrics({k: float(np.mean(v)) for k, v in window.items()}, step=trainer.images_seen)
+            window = {}
+        ctx.progress(trainer.images_seen, total, f"kimg {trainer.images_seen / 1000:.1f}")
+        boundary = (len(checkpoints) + 1) * snap
+        if trainer.images_seen >= min(boundary, total):
+            kimg = min(boundary, total) // 1000
+            name = checkpoint_name(kimg)
+            path = Path("checkpoints") / f"{name}.pt"
+            _save_snapshot(ctx.run_dir / path, cfg, gan, generator, kimg, trainer.images_seen)
+            entry = {**judge.judge(ctx.run_dir, kimg, sample, [0, 1]), "images": trainer.images_seen,
+                     "path": str(path)}
+            checkpoints.append(entry)
+            scores = {k: v for k, v in entry.items() if k.startswith(("fid", "precision", "recall"))}
+            if scores:
+                ctx.metrics(scores, step=kimg)
+            ctx.log.info("checkpoint %s: %s", name, " ".join(f"{k} {v:.4g}" for k, v in scores.items()) or "saved")
+            ctx.save_checkpoint(resume_state())
+    if window:
+        ctx.metrics({k: float(np.mean(v)) for k, v in window.items()}, step=trainer.images_seen)
+    selected = judge.selection(checkpoints)
+    ctx.log.info("selected kimg %d (%s)", selected["kimg"], selected["rule"])
+    atomic_write_json(ctx.run_dir / "result.json", {
+        "checkpoints": checkpoints,
+        "selected": selected,
+        "features": judge.features_kind,
+        "family": cfg.family,
+        "preset": cfg.preset,
+        "res": res,
+        "kimg": gan["kimg"],
+        "images_seen": trainer.images_seen,
+        "n_train": {"benign": len(data) - n_mel, "melanoma": n_mel},
+        "split": str(data.split_file),
+        "device": str(device),
+        "kimg_per_s": trainer.images_seen / 1000 / train_s if train_s else 0.0,
+        "timings": {"train_s": train_s, "total_s": time.perf_counter() - t_start},
+    })
+
+
+def _save_snapshot(path: Path, cfg: GanTrainConfig, gan: dict[str, Any], generator: Any, kimg: int,
+                   images_seen: int) -> None:
+    """The sampling (EMA) generator alone, loadable with ``torch.load(weights_only=True)``."""
+    import torch
+
+    from engine.fsutil import atomic_path
+
+    state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"family": cfg.family, "preset": cfg.preset, "config": gan, "generator": state, "kimg": kimg,
+                    "images_seen": images_seen}, tmp)
+
+
+# --------------------------------------------------------------------------------------------- gan-pool
+def pool_bytes(n_images: int, res: int) -> int:
+    return n_images * res * res * 3
+
+
+def disk_warning(folder: Path, n_images: int, res: int) -> str | None:
+    """A warning line when a pool of ``n_images`` at ``res`` will not fit in the free space under ``folder``."""
+    need = pool_bytes(n_images, res)
+    probe = Path(folder)
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        return (f"warning: the pool needs {need / 1e9:.1f} GB ({n_images} images at {res} px) but only "
+                f"{free / 1e9:.1f} GB are free under {probe}")
+    return None
+
+
+@register_kind("gan-pool", validate=validate_gan_pool)
+def run_gan_pool(ctx: RunContext) -> None:
+    """Sample ``per_class`` images of every class the GAN makes into a pool; result.json says how fast."""
+    import numpy as np
+
+    from engine.gans.generator import image_seeds, load_generator
+    from engine.synth.pool import PoolRow, PoolWriter, pool_id
+
+    cfg = GanPoolConfig.model_validate(ctx.config)
+    device = _device(cfg.device, ctx)
+    gen = load_generator(ctx.workspace, cfg.gan_run, cfg.kimg, device)
+    labels = np.concatenate([np.full(cfg.per_class, y, dtype=np.int64) for y in gen.classes])
+    index = np.concatenate([np.arange(cfg.per_class) for _ in gen.classes])
+    seeds = [s for y in gen.classes for s in image_seeds(cfg.seed, y, range(cfg.per_class))]
+    rows = [PoolRow(pool_id(int(y), int(i)), int(y), cfg.gan_run, gen.checkpoint, seed=s)
+            for y, i, s in zip(labels, index, seeds, strict=True)]
+    warning = disk_warning(ctx.run_dir, len(rows), gen.res)
+    if warning:
+        ctx.log.warning(warning)
+    writer = PoolWriter(ctx.run_dir, gen.res, cfg.shard_size)
+    n_shards = math.ceil(len(rows) / cfg.shard_size)
+    start = writer.next_shard
+    t0 = time.perf_counter()
+    made = 0
+    for k in range(start, n_shards):
+        if ctx.stop_requested():
+            ctx.log.info("stopped after %d of %d shards; resuming continues with shard %d", k, n_shards, k)
+            return
+        sl = slice(k * cfg.shard_size, (k + 1) * cfg.shard_size)
+        writer.write_shard(k, gen.images(labels[sl], seeds[sl], cfg.batch_size), rows[sl])
+        made += len(rows[sl])
+        ctx.progress(min((k + 1) * cfg.shard_size, len(rows)), len(rows), "images")
+    elapsed = time.perf_counter() - t0
+    per_class = {CLASS_NAMES[y]: cfg.per_class for y in gen.classes}
+    writer.finish(n_shards, {"gan_run": cfg.gan_run, "checkpoint": gen.checkpoint, "seed": cfg.seed})
+    ips = made / elapsed if elapsed > 0 else 0.0
+    ctx.metric("images_per_s", ips, step=len(rows))
+    ctx.log.info("pool of %d images (%s) at %.0f images/s", len(rows), per_class, ips)
+    atomic_write_json(ctx.run_dir / "result.json", {
+        "gan_run": cfg.gan_run, "checkpoint": gen.checkpoint, "n": len(rows), "per_class": per_class,
+        "res": gen.res, "seed": cfg.seed, "pool": "pool", "images_per_s": ips, "device": str(device),
+        "resumed_at_shard": start,
+    })
+
+
+# --------------------------------------------------------------------------------------------- gan-import
+IMPORTED = "imported"
+
+
+@register_kind("gan-import", validate=validate_gan_import)
+def run_gan_import(ctx: RunContext) -> None:
+    """Copy the generator into the run, load and probe it, draw its grid and (when asked) its metrics."""
+    import numpy as np
+    import torch
+
+    from engine.fsutil import atomic_path
+    from engine.gans.external import open_generator, parse_class_index
+    from engine.gans.generator import latents, to_uint8
+
+    cfg = GanImportConfig.model_validate(ctx.config)
+    device = _device(cfg.device, ctx)
+    source = Path(cfg.source)
+    path = Path("checkpoints") / f"{IMPORTED}{source.suffix or '.pkl'}"
+    with atomic_path(ctx.run_dir / path) as tmp:
+        shutil.copyfile(source, tmp)
+    gen, info = open_generator(ctx.run_dir / path, cfg.format, code=cfg.code,
+                               class_index=parse_class_index(cfg.class_index), as_class=cfg.as_class,
+                               truncation_psi=cfg.truncation_psi, z_dim=cfg.z_dim, c_dim=cfg.c_dim)
+    gen.to(device)
+    ctx.log.info("imported %s (%s): z_dim %d, c_dim %d, %d px, classes %s", source, cfg.format, info["z_dim"],
+                 info["c_dim"], info["res"], [CLASS_NAMES[c] for c in info["classes"]])
+
+    def sample(labels: np.ndarray, seeds: list[int]) -> np.ndarray:
+        out = [to_uint8(gen(latents(seeds[s:s + 64], info["z_dim"]).to(device),
+                            torch.from_numpy(labels[s:s + 64]).to(device))) for s in range(0, len(labels), 64)]
+        return np.concatenate(out) if out else np.zeros((0, info["res"], info["res"], 3), np.uint8)
+
+    if cfg.data is not None:
+        from engine.gans.data import load_training_data
+
+        data = load_training_data(ctx.workspace, cfg.data.model_dump(), info["res"], ctx.log)
+        real, labels = data.images, data.labels
+        keep = np.isin(labels, info["classes"])  # a one-class generator is judged against its class only
+        real, labels = np.asarray(real)[keep], labels[keep]
+    else:
+        real, labels = np.zeros((0, info["res"], info["res"], 3), np.uint8), np.zeros(0, np.int64)
+    judge = CheckpointJudge(ctx.workspace, cfg.metrics, real, labels, cfg.seed, device, cfg.grid_columns)
+    entry = {**judge.judge(ctx.run_dir, 0, sample, info["classes"]), "path": str(path)}
+    scores = {k: v for k, v in entry.items() if k.startswith(("fid", "precision", "recall"))}
+    if scores:
+        ctx.metrics(scores, step=0)
+    selected = {"kimg": 0, "path": str(path), "rule": "imported generator: its only checkpoint"}
+    atomic_write_json(ctx.run_dir / "result.json", {
+        "checkpoints": [entry], "selected": selected, "features": judge.features_kind,
+        "imported": {"source": str(source), "format": cfg.format, **info,
+                     "class_index": parse_class_index(cfg.class_index)},
+        "res": info["res"],
+    })
