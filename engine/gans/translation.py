@@ -87,7 +87,7 @@ class TranslationTrainer(ABC):
         self.opts = {"G": torch.optim.Adam(g_params, lr=config["lr_g"], betas=betas),
                      "D": torch.optim.Adam(self.nets["D"].parameters(), lr=config["lr_d"], betas=betas)}
         weights = config["vgg_weights"]
-        self.vgg = VGGLoss(weights).to(device) if weights else None
+        self._vgg: VGGLoss | None = None  # loaded at the first training step: sampling never needs it
         self.notes = [f"VGG perceptual loss on (weights {Path(weights).name}, lambda {config['lambda_vgg']})"
                       if weights else "VGG perceptual loss off: no local VGG19 weights file given (vgg_weights)"]
 
@@ -119,9 +119,12 @@ class TranslationTrainer(ABC):
         return images, maps
 
     def perceptual(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        if self.vgg is None:
+        """``lambda_vgg`` x the VGG19 perceptual loss, or 0 without a ``vgg_weights`` file."""
+        if not self.config["vgg_weights"]:
             return torch.zeros((), device=fake.device)
-        return self.vgg(fake, real) * self.config["lambda_vgg"]
+        if self._vgg is None:
+            self._vgg = VGGLoss(self.config["vgg_weights"]).to(self.device)
+        return self._vgg(fake, real) * self.config["lambda_vgg"]
 
     def update(self, net: str, loss: torch.Tensor) -> None:
         opt = self.opts[net]
