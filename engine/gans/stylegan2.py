@@ -12,8 +12,10 @@ Discriminator: residual blocks (two 3x3 convs and a 1x1 skip, both halving the r
 1/sqrt(2)), minibatch stddev at 4x4, and projection conditioning (Miyato & Koyama 2018):
 ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``.
 
-Training: non-saturating logistic loss; lazy R1 on the reals every ``r1_interval`` minibatches, scaled by
-the interval (and Adam's learning rate and betas adjusted for the lazy schedule, as in the paper); optional
+Training: non-saturating logistic loss; lazy R1 every ``r1_interval`` minibatches on the reals as D sees them
+(after the adaptive augmentation: NVIDIA's ADA differentiates through its augmentation, which needs a double
+backward of grid_sample that CUDA lacks), scaled by the interval (and Adam's learning rate and betas adjusted
+for the lazy schedule, as in the paper); optional
 path-length regularisation (``pl_weight``, lazy every ``pl_interval``); generator EMA with a half-life in
 kimg; optional adaptive discriminator augmentation (``engine.gans.ada``). One iteration: G makes a batch,
 D is updated on it (detached) and on the reals, then G is updated through the just-updated D with the
@@ -286,11 +288,13 @@ class StyleGAN2Trainer:
         # -- D: logistic loss on fakes (detached) and reals; every r1_interval steps also lazy R1 on the reals.
         self.D.requires_grad_(True)
         do_r1 = cfg["r1_gamma"] > 0 and self.step % cfg["r1_interval"] == 0
-        real_in = real.detach().requires_grad_(do_r1)
+        # R1 penalises D's gradient at the (augmented) reals it is shown: the augmentation is not differentiated
+        # twice (CUDA's grid_sample has no double backward).
+        real_in = self._augment(real, gen).detach().requires_grad_(do_r1)
         with self._autocast():
             fake_logits = self.D(self._augment(fake.detach(), gen), labels)
         with torch.autocast(device_type=dev.type, enabled=self.amp and not do_r1, dtype=torch.bfloat16):
-            real_logits = self.D(self._augment(real_in, gen), labels)
+            real_logits = self.D(real_in, labels)
         loss_d = F.softplus(fake_logits.float()).mean() + F.softplus(-real_logits.float()).mean()
         logs = {"loss_d": float(loss_d.detach())}
         total_d = loss_d
