@@ -113,6 +113,8 @@ def read_result(run_dir: Path, run_id: str) -> dict[str, Any]:
 def load_generator(workspace: Path, run_id: str, kimg: int | None = None,
                    device: str | torch.device = "cpu") -> RunGenerator:
     """The selected checkpoint of GAN run ``run_id`` (or the one at ``kimg``) on ``device``."""
+    from engine.gans._registry import get_family
+
     run_dir = Path(workspace) / run_id
     doc = read_result(run_dir, run_id)
     entry = doc["selected"]
@@ -132,8 +134,6 @@ def load_generator(workspace: Path, run_id: str, kimg: int | None = None,
                                    z_dim=config.get("z_dim"), c_dim=config.get("c_dim"))
         return RunGenerator(run_id, "imported", gen.to(dev), info["z_dim"], info["res"], info["classes"], dev)
     net = load_snapshot(run_dir / entry["path"]).to(dev)
-    from engine.gans._registry import get_family
-
     if get_family(config["family"]).conditioning == "translation":
         return RunGenerator(run_id, checkpoint_name(entry["kimg"]), net, 0, config["gan"]["res"], [0, 1], dev,
                             data=config["data"], boundary=config["gan"]["boundary"])

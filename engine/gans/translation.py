@@ -46,7 +46,7 @@ def encode_maps(labels: torch.Tensor, boundary: bool) -> torch.Tensor:
     """(B, H, W) uint8/long label maps -> a family's float input (B, C, H, W): one-hot labels, plus the
     boundary map when its config's ``boundary`` says so (see the module doc)."""
     labels = labels.long()
-    if int(labels.min()) < 0 or int(labels.max()) >= N_LABELS:
+    if bool(((labels < 0) | (labels >= N_LABELS)).any()):
         raise ValueError(f"label maps hold values outside 0..{N_LABELS - 1}")
     onehot = torch.nn.functional.one_hot(labels, N_LABELS).permute(0, 3, 1, 2).float()
     return torch.cat([onehot, boundary_map(labels)], 1) if boundary else onehot
@@ -166,12 +166,6 @@ class TranslationTrainer(ABC):
         for k, o in self.opts.items():
             o.load_state_dict(state["opts"][k])
         self.images_seen, self.step = int(state["images_seen"]), int(state["step"])
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
 
 
 def triplet_grid(labels: np.ndarray, real: np.ndarray, fake: np.ndarray, gap: int = 2) -> np.ndarray:
