@@ -148,3 +148,32 @@ def test_bad_class_index_is_one_line(spec: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_class_index(spec)
     assert parse_class_index(["melanoma=0"]) == {"benign": 1, "melanoma": 0}
+
+
+def test_a_pool_interrupted_mid_way_resumes_to_the_same_pool(tmp_path: Path) -> None:
+    from gan_fixtures import FakeContext
+
+    from engine.gans.kind import disk_warning, run_gan_pool, validate_gan_pool
+
+    path, code = _pickle(tmp_path, "gen_pool", 2)
+    ws = tmp_path / "ws"
+    code_, out = cli("gan", "import", str(path), "--trust", "--code", str(code), "--workspace", str(ws), "--json")
+    assert code_ == 0, out
+    gan_run = json.loads(out)["id"]
+    config = validate_gan_pool({"gan_run": gan_run, "per_class": 7, "shard_size": 3, "device": "cpu"})
+    whole = FakeContext(ws / "whole", ws, config)
+    run_gan_pool(whole)
+    stopped = FakeContext(ws / "resumed", ws, config, stop_after=2)  # 2 of 5 shards, then a stop
+    run_gan_pool(stopped)
+    assert not (stopped.run_dir / "pool" / "pool.json").exists()
+    assert sorted(p.name for p in (stopped.run_dir / "pool").glob("shard-*.npy")) == ["shard-00000.npy",
+                                                                                        "shard-00001.npy"]
+    run_gan_pool(FakeContext(ws / "resumed", ws, config))
+    a, b = Pool(whole.run_dir), Pool(stopped.run_dir)
+    assert a.rows == b.rows and len(a) == 14
+    assert np.array_equal(a.images[np.arange(14)], b.images[np.arange(14)])
+    assert json.loads((stopped.run_dir / "result.json").read_text())["resumed_at_shard"] == 2
+    # a pool larger than the free disk space is announced before it is made
+    assert disk_warning(tmp_path, 10, 8) is None
+    warning = disk_warning(tmp_path / "not" / "yet", 10**12, 256)
+    assert warning is not None and "warning: the pool needs" in warning and "GB" in warning

@@ -88,9 +88,9 @@ def test_pgan_fade_in_is_the_old_path_at_alpha_0_and_the_new_at_alpha_1() -> Non
     # the discriminator blends the same way: alpha ~ 0 reads the downsampled image with the old block
     img = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
-        d_start = D(img, 1.0 + 1e-9)[0]
-        d_old = D(F.avg_pool2d(img, 2), 1.0)[0]
-        d_end, d_new = D(img, 2.0 - 1e-9)[0], D(img, 2.0)[0]
+        d_start = D(img, 1.0 + 1e-9, y)[0]
+        d_old = D(F.avg_pool2d(img, 2), 1.0, y)[0]
+        d_end, d_new = D(img, 2.0 - 1e-9, y)[0], D(img, 2.0, y)[0]
     assert torch.allclose(d_start, d_old, atol=1e-4) and torch.allclose(d_end, d_new, atol=1e-4)
     # reals are blended alike, and the schedule walks through the levels
     r = torch.randn(2, 3, 32, 32)
@@ -149,9 +149,10 @@ def test_ada_probability_follows_the_overfitting_heuristic() -> None:
     assert 0.15 < sum(changed) / len(changed) < 0.7
 
 
-@pytest.mark.parametrize("family", ["stylegan2", "pgan"])
-def test_a_few_tiny_steps_give_finite_changing_losses(family: str) -> None:
-    trainer = create_gan(family, "tiny", seed=0, res=16)
+@pytest.mark.parametrize("family, extra", [("stylegan2", {}), ("pgan", {}),
+                                           ("pgan", {"d_conditioning": "projection"})])
+def test_a_few_tiny_steps_give_finite_changing_losses(family: str, extra: dict) -> None:
+    trainer = create_gan(family, "tiny", seed=0, res=16, **extra)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 2
     logs = [trainer.train_step(GanBatch(x, y), gen) for _ in range(5)]

@@ -76,6 +76,14 @@ def test_gan_train_fid_sample_pool_end_to_end(setup: dict[str, Any], tmp_path: P
     assert curve["selected"] == sel and curve["checkpoints"] == result["checkpoints"]
     code, text = cli("gan", "fid", run_id, "--workspace", ws)
     assert code == 0 and "fid_domain" in text and f"selected: kimg {sel['kimg']}" in text
+    # a run still training has no result.json yet: the curve comes from the stored metrics
+    (run_dir / "result.json").rename(run_dir / "result.json.bak")
+    code, out = cli("gan", "fid", run_id, "--workspace", ws, "--json")
+    (run_dir / "result.json.bak").rename(run_dir / "result.json")
+    partial = json.loads(out)
+    assert partial["selected"] is None and partial["features"] == result["features"]
+    assert [(c["kimg"], c["path"], c["fid_domain"]) for c in partial["checkpoints"]] == \
+        [(c["kimg"], c["path"], c["fid_domain"]) for c in result["checkpoints"]]
 
     # samples: a folder of PNGs at the generator's resolution, or one grid; the same images as the pool's
     code, _ = cli("gan", "sample", run_id, "--n", "3", "--class", "melanoma", "--out", str(tmp_path / "s"),

@@ -122,7 +122,12 @@ def families() -> list[str]:
 
 def get_family(name: str) -> Family:
     if name not in _FAMILIES and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
+        try:
+            importlib.import_module(_BUILTIN[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != _BUILTIN[name]:
+                raise
+            raise InputError(f"GAN family {name!r} is not part of this version of ganaug") from None
     try:
         return _FAMILIES[name]
     except KeyError:

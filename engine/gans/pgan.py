@@ -114,7 +114,8 @@ class PGenerator(nn.Module):
 
 
 class PDiscriminator(nn.Module):
-    """``D(images at the current level's resolution, growth) -> (critic score (N,), class logits (N, 2))``."""
+    """``D(images at the current level's resolution, growth, labels) -> (critic score (N,), class logits (N, 2))``;
+    with projection conditioning the labels enter the score and there are no class logits (None)."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__()
@@ -127,9 +128,12 @@ class PDiscriminator(nn.Module):
         self.mbstd = MinibatchStdDev(cfg["mbstd_group"])
         self.conv = EqualConv2d(ch[0] + 1, ch[0], 3, act=True)
         self.fc = EqualLinear(ch[0] * 16, ch[0], act=True)
-        self.out = EqualLinear(ch[0], 1 + N_CLASSES)
+        self.projection = cfg["d_conditioning"] == "projection"
+        self.out = EqualLinear(ch[0], 1 if self.projection else 1 + N_CLASSES)
+        self.embed = EqualLinear(N_CLASSES, ch[0], bias=False) if self.projection else None
 
-    def forward(self, img: torch.Tensor, growth: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, img: torch.Tensor, growth: float,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         level, alpha = split_growth(growth)
         x = self.from_rgb[level](img)
         if level > 0:
@@ -140,6 +144,9 @@ class PDiscriminator(nn.Module):
             x = self.blocks[k](x)
         x = self.fc(self.conv(self.mbstd(x)).flatten(1))
         out = self.out(x)
+        if self.embed is not None:
+            proj = (self.embed(one_hot(labels, N_CLASSES, x.dtype)) * x).sum(dim=1) / math.sqrt(x.shape[1])
+            return out[:, 0] + proj, None
         return out[:, 0], out[:, 1:]
 
 
@@ -196,16 +203,17 @@ class PGANTrainer:
         # -- D (critic): Wasserstein estimate + gradient penalty (float32) + drift + auxiliary class loss.
         self.D.requires_grad_(True)
         with self._autocast():
-            d_fake, c_fake = self.D(fake.detach(), growth)
-            d_real, c_real = self.D(real, growth)
+            d_fake, c_fake = self.D(fake.detach(), growth, labels)
+            d_real, c_real = self.D(real, growth, labels)
         d_fake, d_real = d_fake.float(), d_real.float()
         eps = torch.rand(n, 1, 1, 1, generator=gen, device=dev)
         mixed = (eps * real + (1 - eps) * fake.detach().float()).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.D(mixed, growth)[0].sum(), mixed, create_graph=True)
+        (grad,) = torch.autograd.grad(self.D(mixed, growth, labels)[0].sum(), mixed, create_graph=True)
         gp = (grad.flatten(1).norm(dim=1) - 1).square().mean()
-        cls_d = F.cross_entropy(c_real.float(), labels) + F.cross_entropy(c_fake.float(), labels)
-        loss_d = d_fake.mean() - d_real.mean() + cfg["gp_lambda"] * gp + cfg["drift"] * d_real.square().mean() \
-            + cfg["cond_weight"] * cls_d
+        loss_d = d_fake.mean() - d_real.mean() + cfg["gp_lambda"] * gp + cfg["drift"] * d_real.square().mean()
+        if c_real is not None and c_fake is not None:
+            loss_d = loss_d + cfg["cond_weight"] * (F.cross_entropy(c_real.float(), labels)
+                                                    + F.cross_entropy(c_fake.float(), labels))
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_D.step()
@@ -213,8 +221,10 @@ class PGANTrainer:
         # -- G: raise the critic's score of the fakes, and make them classifiable as their label.
         self.D.requires_grad_(False)
         with self._autocast():
-            g_score, g_cls = self.D(fake, growth)
-        loss_g = -g_score.float().mean() + cfg["cond_weight"] * F.cross_entropy(g_cls.float(), labels)
+            g_score, g_cls = self.D(fake, growth, labels)
+        loss_g = -g_score.float().mean()
+        if g_cls is not None:
+            loss_g = loss_g + cfg["cond_weight"] * F.cross_entropy(g_cls.float(), labels)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
@@ -251,13 +261,13 @@ class PGANTrainer:
 # separate by class within minutes (1.0 left them unseparated after 12 kimg, see bench/bench_gans.py).
 _COMMON: dict[str, Any] = {
     "z_dim": 64, "mbstd_group": 4, "lr": 0.001, "betas": [0.0, 0.99], "gp_lambda": 10.0, "drift": 0.001,
-    "cond_weight": 4.0, "ema_kimg": 2.0, "ema_rampup": 0.05, "amp": True,
+    "cond_weight": 4.0, "d_conditioning": "acgan", "ema_kimg": 2.0, "ema_rampup": 0.05, "amp": True,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {**_COMMON, "res": 32, "channel_base": 512, "channel_max": 32, "batch": 8, "kimg": 2,
              "snapshot_kimg": 1, "stab_kimg": 0.1, "fade_kimg": 0.1},
     "demo": {**_COMMON, "res": 64, "channel_base": 1024, "channel_max": 128, "batch": 16, "kimg": 12,
-             "snapshot_kimg": 2, "stab_kimg": 0.5, "fade_kimg": 1.0, "z_dim": 128},
+             "snapshot_kimg": 2, "stab_kimg": 0.5, "fade_kimg": 1.0},
     # The PGAN paper's 256 px schedule (600 kimg per fade and per stabilisation, 512 channels halving from
     # 64 px, batch 16); 13,176 kimg = the critical review's 890 epochs (Table 4) of 14,805 images.
     "paper": {**_COMMON, "res": 256, "channel_base": 16384, "channel_max": 512, "batch": 16, "kimg": 13176,
