@@ -22,6 +22,10 @@ translation GAN, exactly one image per training mask, of its source image's clas
 ``seed`` empty).
 
 ``gan-import``: an external generator becomes a GAN run with one checkpoint (``engine.gans.external``).
+
+``gan-train`` and ``gan-pool`` dispatch on the family's ``conditioning`` (tables ``_TRAIN`` / ``_POOL``): what
+differs is the training data, the judge and how images are drawn (``_TRAIN``), and a pool's rows and images
+(``_POOL``); the training loop, checkpoints and the pool writer are shared.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -357,36 +362,92 @@ def write_grid(path: Path, images: Any, columns: int, pad: int = 2) -> None:
 @register_kind("gan-train", validate=validate_gan_train)
 def run_gan_train(ctx: RunContext) -> None:
     """Train, checkpoint, judge every checkpoint, pick one; writes result.json."""
-    import numpy as np
+    from engine.gans._registry import get_family
+
+    cfg = GanTrainConfig.model_validate(ctx.config)
+    _train(ctx, cfg, _by_conditioning(_TRAIN, get_family(cfg.family).conditioning, "gan-train"))
+
+
+def _by_conditioning(table: dict[str, Any], conditioning: str, kind: str) -> Any:
+    """The kind's implementation for a family's conditioning (``noise`` or ``translation``)."""
+    try:
+        return table[conditioning]
+    except KeyError:
+        raise InputError(f"{kind}: {conditioning} GANs are not supported by this version of ganaug") from None
+
+
+Draw = Callable[[Any, list[int]], Any]  # (labels, keys) -> uint8 (N, R, R, 3), for one batch
+Inputs = tuple[Any, CheckpointJudge, Callable[[Any, Any], Draw]]  # data, judge, draw_of(trainer, generator)
+
+
+def _noise_inputs(ctx: RunContext, cfg: GanTrainConfig, device: Any) -> Inputs:
+    """Noise GANs: the split's training images; images are drawn from the latents of seeds (the keys)."""
     import torch
 
+    from engine.gans.data import load_training_data
+    from engine.gans.generator import latents, to_uint8
+
+    data = load_training_data(ctx.workspace, cfg.data.model_dump(), cfg.gan["res"], ctx.log)
+    judge = CheckpointJudge(ctx.workspace, cfg.metrics, data.images, data.labels, cfg.seed, device, cfg.grid_columns)
+
+    def draw_of(trainer: Any, generator: Any) -> Draw:
+        def draw(labels: Any, seeds: list[int]) -> Any:
+            z = latents(seeds, generator.z_dim).to(device)
+            return to_uint8(trainer.generate(labels=torch.from_numpy(labels).to(device), z=z))
+
+        return draw
+
+    return data, judge, draw_of
+
+
+def _translation_inputs(ctx: RunContext, cfg: GanTrainConfig, device: Any) -> Inputs:
+    """Translation GANs: the training masks and their images; an image is translated from the mask at its row
+    (the key) and has that mask's class."""
+    import numpy as np
+
+    from engine.gans.data import load_translation_data
+    from engine.gans.generator import to_uint8
+
+    data = load_translation_data(ctx.workspace, cfg.data.model_dump(), cfg.gan["res"], cfg.gan["boundary"], ctx.log)
+    judge = MaskJudge(ctx.workspace, cfg.metrics, data, cfg.seed, device, cfg.grid_columns)
+
+    def draw_of(trainer: Any, generator: Any) -> Draw:
+        def draw(labels: Any, rows: list[int]) -> Any:
+            return to_uint8(trainer.generate(maps=data.encoded_maps(np.asarray(rows), device)))
+
+        return draw
+
+    return data, judge, draw_of
+
+
+def _train(ctx: RunContext, cfg: GanTrainConfig, inputs: Callable[..., Inputs]) -> None:
+    """The training loop every family shares: steps, loss curve, checkpoints judged by ``inputs``' judge."""
+    import numpy as np
+
     from engine.gans._registry import create_gan, get_family
-    from engine.gans.data import load_training_data, load_translation_data
-    from engine.gans.generator import checkpoint_name, to_uint8
+    from engine.gans.generator import checkpoint_name
     from engine.train.augment import make_generator
     from engine.train.classifier import derive_seed
 
-    cfg = GanTrainConfig.model_validate(ctx.config)
-    fam = get_family(cfg.family)
-    translation = fam.conditioning == "translation"
     t_start = time.perf_counter()
     device = _device(cfg.device, ctx)
     gan = dict(cfg.gan)
     res, batch, total = gan["res"], gan["batch"], gan["kimg"] * 1000
-    if translation:
-        data = load_translation_data(ctx.workspace, cfg.data.model_dump(), res, gan["boundary"], ctx.log)
-        judge: CheckpointJudge = MaskJudge(ctx.workspace, cfg.metrics, data, cfg.seed, device, cfg.grid_columns)
-    else:
-        data = load_training_data(ctx.workspace, cfg.data.model_dump(), res, ctx.log)
-        judge = CheckpointJudge(ctx.workspace, cfg.metrics, data.images, data.labels, cfg.seed, device,
-                                cfg.grid_columns)
+    data, judge, draw_of = inputs(ctx, cfg, device)
     n_mel = int(data.labels.sum())
     ctx.log.info("%s/%s on %s: %d training %s (%d melanoma) at %d px from %s", cfg.family, cfg.preset, device,
-                 len(data), "masks" if translation else "images", n_mel, res, data.split_file)
+                 len(data), "images" if data.maps is None else "masks", n_mel, res, data.split_file)
     trainer = create_gan(cfg.family, cfg.preset, device, seed=derive_seed(cfg.seed, 0), **gan)
     for note in getattr(trainer, "notes", ()):  # what the family's config leaves out, e.g. a loss without weights
         ctx.log.info("%s: %s", cfg.family, note)
-    generator = fam.sampling_generator(trainer)
+    generator = get_family(cfg.family).sampling_generator(trainer)
+    draw = draw_of(trainer, generator)
+
+    def sample(labels: np.ndarray, keys: list[int]) -> np.ndarray:
+        """uint8 images of ``labels`` from ``keys`` (seeds, or mask rows), 64 at a time."""
+        out = [draw(labels[s:s + 64], keys[s:s + 64]) for s in range(0, len(labels), 64)]
+        return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
+
     checkpoints: list[dict[str, Any]] = []
     window: dict[str, list[float]] = {}
     train_s = 0.0
@@ -398,21 +459,6 @@ def run_gan_train(ctx: RunContext) -> None:
 
     def resume_state() -> dict[str, Any]:
         return {"trainer": trainer.state_dict(), "checkpoints": checkpoints, "window": window, "train_s": train_s}
-
-    def sample(labels: np.ndarray, keys: list[int]) -> np.ndarray:
-        """uint8 images of ``labels``: from the latents of seeds ``keys``, or translated from the masks at rows
-        ``keys`` of the training data (translation: an image's class is its mask's)."""
-        from engine.gans.generator import latents
-
-        out = []
-        for s in range(0, len(labels), 64):
-            if translation:
-                out.append(to_uint8(trainer.generate(maps=data.encoded_maps(np.asarray(keys[s:s + 64]), device))))
-                continue
-            z = latents(keys[s:s + 64], generator.z_dim).to(device)
-            y = torch.from_numpy(labels[s:s + 64]).to(device)
-            out.append(to_uint8(trainer.generate(labels=y, z=z)))
-        return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
 
     log_every = max(1, 256 // batch)  # loss points every ~256 images
     snap = gan["snapshot_kimg"] * 1000
@@ -503,27 +549,17 @@ def disk_warning(folder: Path, n_images: int, res: int) -> str | None:
 def run_gan_pool(ctx: RunContext) -> None:
     """Sample ``per_class`` images of every class the GAN makes (a translation GAN: one per training mask) into a
     pool; result.json says how fast."""
-    import numpy as np
-
-    from engine.gans.generator import image_seeds, load_generator
-    from engine.synth.pool import PoolRow, PoolWriter, pool_id
+    from engine.gans._registry import get_family
+    from engine.gans.generator import load_generator, read_result
+    from engine.synth.pool import PoolWriter
 
     cfg = GanPoolConfig.model_validate(ctx.config)
+    family = read_result(ctx.workspace / cfg.gan_run, cfg.gan_run).get("family")  # None: an imported generator
+    conditioning = get_family(family).conditioning if family else "noise"
+    rows_of = _by_conditioning(_POOL, conditioning, "gan-pool")
     device = _device(cfg.device, ctx)
     gen = load_generator(ctx.workspace, cfg.gan_run, cfg.kimg, device)
-    if gen.translation:
-        rows, make = _translation_pool(ctx, cfg, gen)
-    else:
-        n_per_class = cfg.per_class or 100_000
-        labels = np.concatenate([np.full(n_per_class, y, dtype=np.int64) for y in gen.classes])
-        index = np.concatenate([np.arange(n_per_class) for _ in gen.classes])
-        seeds = [s for y in gen.classes for s in image_seeds(cfg.seed, y, range(n_per_class))]
-        rows = [PoolRow(pool_id(int(y), int(i)), int(y), cfg.gan_run, gen.checkpoint, seed=s)
-                for y, i, s in zip(labels, index, seeds, strict=True)]
-
-        def make(sl: slice) -> np.ndarray:
-            return gen.images(labels[sl], seeds[sl], cfg.batch_size)
-
+    rows, make = rows_of(ctx, cfg, gen)
     warning = disk_warning(ctx.run_dir, len(rows), gen.res)
     if warning:
         ctx.log.warning(warning)
@@ -542,7 +578,7 @@ def run_gan_pool(ctx: RunContext) -> None:
         ctx.progress(min((k + 1) * cfg.shard_size, len(rows)), len(rows), "images")
     elapsed = time.perf_counter() - t0
     per_class = {CLASS_NAMES[y]: sum(r.label == y for r in rows) for y in gen.classes}
-    seed = None if gen.translation else cfg.seed  # a translated image is a function of its mask alone
+    seed = None if conditioning == "translation" else cfg.seed  # a translated image is a function of its mask
     writer.finish(n_shards, {"gan_run": cfg.gan_run, "checkpoint": gen.checkpoint, "seed": seed})
     ips = made / elapsed if elapsed > 0 else 0.0
     ctx.metric("images_per_s", ips, step=len(rows))
@@ -552,6 +588,26 @@ def run_gan_pool(ctx: RunContext) -> None:
         "res": gen.res, "seed": seed, "pool": "pool", "images_per_s": ips, "device": str(device),
         "resumed_at_shard": start,
     })
+
+
+def _noise_pool(ctx: RunContext, cfg: GanPoolConfig, gen: Any) -> tuple[list[Any], Any]:
+    """A noise GAN's pool: ``per_class`` (default 100,000) images per class, each from its own seed."""
+    import numpy as np
+
+    from engine.gans.generator import image_seeds
+    from engine.synth.pool import PoolRow, pool_id
+
+    n_per_class = cfg.per_class or 100_000
+    labels = np.concatenate([np.full(n_per_class, y, dtype=np.int64) for y in gen.classes])
+    index = np.concatenate([np.arange(n_per_class) for _ in gen.classes])
+    seeds = [s for y in gen.classes for s in image_seeds(cfg.seed, y, range(n_per_class))]
+    rows = [PoolRow(pool_id(int(y), int(i)), int(y), cfg.gan_run, gen.checkpoint, seed=s)
+            for y, i, s in zip(labels, index, seeds, strict=True)]
+
+    def make(sl: slice) -> Any:
+        return gen.images(labels[sl], seeds[sl], cfg.batch_size)
+
+    return rows, make
 
 
 def _translation_pool(ctx: RunContext, cfg: GanPoolConfig, gen: Any) -> tuple[list[Any], Any]:
@@ -577,6 +633,10 @@ def _translation_pool(ctx: RunContext, cfg: GanPoolConfig, gen: Any) -> tuple[li
         return gen.translate(maps[sl], cfg.batch_size)
 
     return rows, make
+
+
+_TRAIN: dict[str, Any] = {"noise": _noise_inputs, "translation": _translation_inputs}
+_POOL: dict[str, Any] = {"noise": _noise_pool, "translation": _translation_pool}
 
 
 # --------------------------------------------------------------------------------------------- gan-import
