@@ -160,18 +160,26 @@ class Configuration:
                 parts.append(tag_of_sampler[self.sampler])
         return " ".join(parts)
 
-    def check_capacity(self, counts: ClassCounts, n_masks: int, cap: bool) -> ClassCounts:
-        """Translation GANs give at most one image per available mask: clip when ``cap`` else refuse."""
-        if self.gan not in TRANSLATION_GANS or counts.synthetic <= n_masks:
+    def check_capacity(self, counts: ClassCounts, masks: tuple[int, int], cap: bool) -> ClassCounts:
+        """Translation GANs give at most one image per available mask, and a synthetic image has its source
+        mask's class, so capacity is per class: ``masks`` = (benign, melanoma) training masks.
+
+        Without ``cap`` a class asking for more images than it has masks is refused; with ``cap`` each class
+        is clipped on its own to its masks (``1:1/2 p2p`` on the paper's data: 1,861 benign + 485 melanoma),
+        never rescaled to the real class ratio. Noise GANs have no capacity: ``counts`` come back unchanged.
+        """
+        if self.gan not in TRANSLATION_GANS:
             return counts
-        if not cap:
+        asked = {"benign": (counts.synth_benign, masks[0]), "melanoma": (counts.synth_melanoma, masks[1])}
+        over = {name: (n, have) for name, (n, have) in asked.items() if n > have}
+        if over and not cap:
+            name, (n, have) = next(iter(over.items()))
             raise ValueError(
-                f"{self.label!r} asks for {counts.synthetic} synthetic images but {self.gan} has only "
-                f"{n_masks} masks (one image per mask); set cap = true to use all {n_masks}"
+                f"{self.label!r} asks for {n} synthetic {name} images but {self.gan} has only {have} {name} "
+                f"masks (one image per mask, of its source's class); set cap = true to use all {have}"
             )
-        scale = Fraction(n_masks, counts.synthetic)
-        benign = round_half_even(counts.synth_benign * scale)
-        return ClassCounts(counts.real_benign, counts.real_melanoma, benign, n_masks - benign)
+        return ClassCounts(counts.real_benign, counts.real_melanoma, min(counts.synth_benign, masks[0]),
+                           min(counts.synth_melanoma, masks[1]))
 
 
 # ------------------------------------------------------------------------------------------ experiments.toml

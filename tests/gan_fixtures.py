@@ -55,9 +55,9 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
-def train_classifier(ws: Path, data: Path) -> str:
+def train_classifier(ws: Path, data: Path, fmt: str = "csv") -> str:
     """A short classify run (test_resnet, random init): the domain feature extractor of the GAN metrics."""
-    code, out = cli("train", "--data", str(data), "--format", "csv", "--model", "test_resnet", "--res", str(RES),
+    code, out = cli("train", "--data", str(data), "--format", fmt, "--model", "test_resnet", "--res", str(RES),
                     "--no-pretrained", "--epochs", "2", "--batch-size", "16", "--lr", "0.05", "--tta", "1",
                     "--workspace", str(ws), "--json")
     assert code == 0, out

@@ -57,14 +57,35 @@ def test_bad_labels_say_why(label: str, why: str) -> None:
         Configuration.parse(label)
 
 
-def test_translation_gan_capacity() -> None:
-    conf = Configuration.parse("1:1/2 p2p")
-    counts = conf.ratio.counts(1000, 200)
-    with pytest.raises(ValueError, match="cap = true"):
-        conf.check_capacity(counts, n_masks=100, cap=False)
-    capped = conf.check_capacity(counts, n_masks=100, cap=True)
-    assert capped.synthetic == 100 and capped.synth_benign == 83
-    assert Configuration.parse("1:1/2").check_capacity(counts, n_masks=1, cap=False) == counts
+def test_translation_gan_capacity_is_per_class() -> None:
+    # The paper's data: 14,805 real training images (3,121 melanoma), 2,346 training masks (1,861 + 485).
+    real_benign, real_melanoma, masks = 14805 - 3121, 3121, (1861, 485)
+    melanoma_heavy = Configuration.parse("(1:0:1/2) p2p")
+    counts = melanoma_heavy.ratio.counts(real_benign, real_melanoma)
+    assert counts.synthetic == 1560 < sum(masks)  # the old total-only check let this through
+    with pytest.raises(ValueError, match=r"1560 synthetic melanoma images but pix2pixhd has only 485 melanoma"):
+        melanoma_heavy.check_capacity(counts, masks, cap=False)
+    assert melanoma_heavy.check_capacity(counts, masks, cap=True) == ClassCounts(11684, 3121, 0, 485)
+
+    half = Configuration.parse("1:1/2 spd")
+    with pytest.raises(ValueError, match="benign images but spade has only 1861 benign masks"):
+        half.check_capacity(half.ratio.counts(real_benign, real_melanoma), masks, cap=False)
+    capped = half.check_capacity(half.ratio.counts(real_benign, real_melanoma), masks, cap=True)
+    assert (capped.synth_benign, capped.synth_melanoma) == (1861, 485)  # each class clipped to its own masks
+
+    # Under capacity in both classes: unchanged, cap or not; a class under capacity is never scaled down.
+    small = Configuration.parse("(1:1/16:1/8) p2p")
+    counts = small.ratio.counts(real_benign, real_melanoma)
+    assert small.check_capacity(counts, masks, cap=False) == counts == small.check_capacity(counts, masks, cap=True)
+    one_over = Configuration.parse("(1:1/16:1/2) p2p").check_capacity(
+        Ratio.parse("(1:1/16:1/2)").counts(real_benign, real_melanoma), masks, cap=True)
+    assert (one_over.synth_benign, one_over.synth_melanoma) == (730, 485)
+
+
+def test_noise_gans_have_no_capacity() -> None:
+    counts = Ratio.parse("1:1").counts(1000, 200)
+    assert Configuration.parse("1:1").check_capacity(counts, (1, 1), cap=False) == counts
+    assert Configuration.parse("1:1 pgn").check_capacity(counts, (0, 0), cap=False) == counts
 
 
 def test_shipped_experiments_are_the_papers_table_2() -> None:

@@ -87,6 +87,21 @@ def test_split_csv_round_trip_and_foreign_ids(tmp_path):
         Split.read_csv(path, records[:119])
 
 
+
+def test_split_from_its_csv_alone(tmp_path):
+    records = _records(60, 15, lesion_size=2)
+    s = split_dataset(records, seed=1)
+    path = tmp_path / "split.csv"
+    s.write_csv(path)
+    alone = Split.from_csv(path)
+    for name, part in s.parts().items():
+        got = alone.parts()[name]
+        assert [(r.image_id, r.label, r.image, r.lesion_id) for r in got] == [
+            (r.image_id, r.label, r.image, r.lesion_id) for r in part]
+    path.write_text(path.read_text().replace(",train\n", ",holdout\n", 1))
+    with pytest.raises(InputError, match=r"split\.csv, line \d+: split 'holdout' is not one of train, val, test"):
+        Split.from_csv(path)
+
 @pytest.mark.parametrize("fraction", [Fraction(1, 16), Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), 0.5, 0.3])
 @pytest.mark.parametrize(("n", "n_melanoma"), [(14805, 2661), (37, 5), (10, 2), (50, 25)])
 def test_fraction_counts_match_pandas_sample(fraction, n, n_melanoma):

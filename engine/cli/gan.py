@@ -27,7 +27,8 @@ def _existing(path: str, flag: str) -> str:
     return str(p.resolve())
 
 
-def _data(data: str | None, fmt: str | None, split_seed: int | None, split_file: str | None) -> dict[str, Any] | None:
+def _data(data: str | None, fmt: str | None, split_seed: int | None, split_file: str | None,
+          split_data: str | None = None) -> dict[str, Any] | None:
     if data is None and fmt is None:
         return None
     if data is None or fmt is None:
@@ -39,6 +40,8 @@ def _data(data: str | None, fmt: str | None, split_seed: int | None, split_file:
         out["split_seed"] = split_seed
     if split_file is not None:
         out["split_file"] = _existing(split_file, "--split-file")
+    if split_data is not None:
+        out["split_data"] = _existing(split_data, "--split-data")
     return out
 
 
@@ -64,15 +67,20 @@ FidWeightsOpt = Annotated[str | None, typer.Option("--fid-weights", help="Local 
                                                    "(torch-fidelity's): metrics are then Inception FID.")]
 SplitSeed = Annotated[int | None, typer.Option("--split-seed", help="Seed of the classifier's split (default 0).")]
 SplitFile = Annotated[str | None, typer.Option("--split-file", help="A split CSV (ganaug data split --out).")]
+SplitData = Annotated[str | None, typer.Option("--split-data", help="pix2pixhd / spade: the ISIC 2019 training "
+                                               "data root whose split (--split-seed) keeps the masks of its "
+                                               "training images; or name the split itself with --split-file.")]
 
 
 @app.command("train")
 def train(
-    family: Annotated[str, typer.Option("--family", help="stylegan2 | pgan")],
+    family: Annotated[str, typer.Option("--family", help="stylegan2 | pgan (noise) | pix2pixhd | spade "
+                                        "(translation: --format isic2018-masks)")],
     data: Annotated[str, typer.Option("--data", help="Data set root (the GAN trains on its split's train part).")],
-    format: Annotated[str, typer.Option("--format", help="Data-set format (isic2019, csv, ...).")],
+    format: Annotated[str, typer.Option("--format", help="Data-set format (isic2019, csv, isic2018-masks, ...).")],
     split_seed: SplitSeed = None,
     split_file: SplitFile = None,
+    split_data: SplitData = None,
     features: FeaturesOpt = None,
     fid_weights: FidWeightsOpt = None,
     preset: Annotated[str, typer.Option("--preset", help="tiny | demo | paper")] = "demo",
@@ -93,14 +101,22 @@ def train(
     detach: Detach = False,
     json_out: Json = False,
 ) -> None:
-    """Train a class-conditional GAN; every checkpoint gets a sample grid and FID / precision / recall."""
+    """Train a GAN; every checkpoint gets a sample grid and FID / precision / recall.
+
+    Noise GANs (stylegan2, pgan) are class-conditional and train on the training part of the split of --data.
+    Translation GANs (pix2pixhd, spade) turn the attribute masks under --data (--format isic2018-masks) into
+    images; only the masks of the training images of the classifier's ISIC 2019 split are used: name that split
+    by its data (--split-data ISIC2019_ROOT [--split-seed K], the same file a classify run of that data uses)
+    or by its file (--split-file SPLIT.csv).
+    """
     from engine.cli.runs import parse_sets
 
     gan = parse_sets(sets or [], {})
     if kimg is not None:
         gan["kimg"] = kimg
     config: dict[str, Any] = {
-        "family": family, "preset": preset, "gan": gan, "data": _data(data, format, split_seed, split_file),
+        "family": family, "preset": preset, "gan": gan,
+        "data": _data(data, format, split_seed, split_file, split_data),
         "metrics": _metrics(features, fid_weights, metrics_n, select_margin, select_relative), "seed": seed,
     }
     if device is not None:
@@ -159,15 +175,19 @@ def fid(run_id: Annotated[str, typer.Argument(help="A gan-train or gan-import ru
 @app.command("sample")
 def sample(
     run_id: Annotated[str, typer.Argument(help="A gan-train or gan-import run.")],
-    n: Annotated[int, typer.Option("--n", help="Number of images.", min=1)],
-    klass: Annotated[str, typer.Option("--class", help="benign | melanoma")],
     out: Annotated[Path, typer.Option("--out", help="A folder (one PNG per image) or FILE.png (one grid).")],
+    n: Annotated[int | None, typer.Option("--n", help="Number of images (translation GANs: the first N training "
+                                          "masks, or at most N of --masks).", min=1)] = None,
+    klass: Annotated[str | None, typer.Option("--class", help="benign | melanoma (noise GANs)")] = None,
+    masks: Annotated[Path | None, typer.Option("--masks", help="Translation GANs: a file of training-mask image ids, "
+                                               "one per line (or a CSV with an image_id column).")] = None,
     kimg: Annotated[int | None, typer.Option("--kimg", help="Checkpoint (default: the selected one).")] = None,
     seed: Seed = 0,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda")] = "cpu",
     workspace: Workspace = None,
 ) -> None:
-    """Images of one class from a GAN run, the same ones a pool with this --seed starts with."""
+    """Images from a GAN run: of one class, the same ones a pool with this --seed starts with; or, for a
+    translation GAN, map / real / synthetic triplets of training masks."""
     import math
 
     from engine import store as st
@@ -176,20 +196,29 @@ def sample(
     from engine.gans.kind import CLASS_NAMES, write_grid
     from engine.synth.pool import pool_id
 
-    if klass not in CLASS_NAMES:
-        raise InputError(f"--class {klass!r}: expected benign or melanoma")
-    label = CLASS_NAMES.index(klass)
     with st.open_store(workspace, readonly=True) as store:
         rid = store.resolve(run_id)
         ws = store.workspace
     gen = load_generator(ws, rid, kimg, device)
+    if gen.translation:
+        if klass is not None:
+            raise InputError(f"--class: run {rid} is a translation GAN: an image has its mask's class; choose masks "
+                             f"with --n N or --masks FILE")
+        _sample_masks(gen, ws, n, masks, out)
+        return
+    if masks is not None:
+        raise InputError(f"--masks: run {rid} is a noise GAN; it makes images of a --class")
+    if n is None or klass is None:
+        raise InputError(f"run {rid} is a noise GAN: give --n N and --class benign|melanoma")
+    if klass not in CLASS_NAMES:
+        raise InputError(f"--class {klass!r}: expected benign or melanoma")
+    label = CLASS_NAMES.index(klass)
     images = gen.images([label] * n, image_seeds(seed, label, range(n)))
     if out.suffix.lower() == ".png":
         write_grid(out, images, math.ceil(math.sqrt(n)))
         print(f"{n} {klass} images of run {rid} ({gen.checkpoint}) in {out}", file=sys.stderr)
         return
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder (name a folder, or a .png file for a grid)")
+    _out_folder(out)
     from PIL import Image
 
     for i, img in enumerate(images):
@@ -198,10 +227,73 @@ def sample(
     print(f"{n} {klass} images of run {rid} ({gen.checkpoint}) in {out}/", file=sys.stderr)
 
 
+def _out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder (name a folder, or a .png file for a grid)")
+
+
+def _mask_ids(path: Path) -> list[tuple[int, str]]:
+    """(line, image id) of a --masks file: one id per line, or a CSV whose header has an image_id column."""
+    from engine.data.records import read_csv_rows
+
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--masks {path}: unreadable ({exc})") from None
+    if lines and "image_id" in [c.strip() for c in lines[0].split(",")]:
+        return [(line, row["image_id"]) for line, row in read_csv_rows(path, ("image_id",))]
+    return [(i, text.strip()) for i, text in enumerate(lines, start=1) if text.strip()]
+
+
+def _sample_masks(gen: Any, workspace: Path, n: int | None, masks: Path | None, out: Path) -> None:
+    """Map / real / synthetic of the first ``n`` training masks of the run (or the listed ones, at most ``n``)."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.data.masks import colour
+    from engine.fsutil import atomic_path
+    from engine.gans.data import load_translation_data
+    from engine.gans.translation import triplet_grid
+
+    if n is None and masks is None:
+        raise InputError(f"run {gen.run_id} is a translation GAN: give --n N (its first N training masks) or "
+                         f"--masks FILE")
+    data = load_translation_data(workspace, gen.data, gen.res, gen.boundary)
+    if masks is None:
+        rows = np.arange(min(n or 0, len(data)))
+    else:
+        row_of = {r.image_id: i for i, r in enumerate(data.records)}
+        listed = _mask_ids(masks)[:n]
+        if not listed:
+            raise InputError(f"--masks {masks}: lists no image id")
+        for line, image_id in listed:
+            if image_id.removesuffix("_downsampled") not in row_of:
+                raise InputError(f"--masks {masks}, line {line}: {image_id} is not a training mask of run {gen.run_id} "
+                                 f"(only the masks of the split's training images reach a GAN)")
+        rows = np.array([row_of[i.removesuffix("_downsampled")] for _, i in listed])
+    fake = gen.translate(data.maps[rows])
+    real = np.asarray(data.images[rows])
+    if out.suffix.lower() == ".png":
+        with atomic_path(out) as tmp:
+            Image.fromarray(triplet_grid(data.maps[rows], real, fake)).save(tmp)
+        print(f"{len(rows)} map / real / synthetic triplets of run {gen.run_id} ({gen.checkpoint}) in {out}",
+              file=sys.stderr)
+        return
+    _out_folder(out)
+    for k, row in enumerate(rows):
+        image_id = data.records[row].image_id
+        for suffix, img in (("map", colour(data.maps[row])), ("real", real[k]), ("synthetic", fake[k])):
+            with atomic_path(out / f"{image_id}_{suffix}.png") as tmp:
+                Image.fromarray(img).save(tmp)
+    print(f"{len(rows)} map / real / synthetic triplets of run {gen.run_id} ({gen.checkpoint}) in {out}/",
+          file=sys.stderr)
+
+
 @app.command("pool")
 def pool(
     run_id: Annotated[str, typer.Argument(help="A gan-train or gan-import run.")],
-    per_class: Annotated[int, typer.Option("--per-class", help="Images per class (the paper: 100,000).", min=1)],
+    per_class: Annotated[int | None, typer.Option("--per-class", help="Images per class (the paper: 100,000); not "
+                                                  "for translation GANs: one image per training mask.", min=1)] = None,
     kimg: Annotated[int | None, typer.Option("--kimg", help="Checkpoint (default: the selected one).")] = None,
     seed: Seed = 0,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per generator call.")] = None,
@@ -211,16 +303,26 @@ def pool(
     detach: Detach = False,
     json_out: Json = False,
 ) -> None:
-    """Sample a pool of synthetic images (sharded uint8 arrays + pool.csv) from a GAN run."""
+    """Sample a pool of synthetic images (sharded uint8 arrays + pool.csv) from a GAN run; a translation GAN's
+    pool is exactly one image per training mask, of its source image's class."""
     from engine import store as st
+    from engine.config import TRANSLATION_GANS
     from engine.gans.kind import disk_warning
 
     with st.open_store(workspace, readonly=True) as store:
         rid = store.resolve(run_id)
+        family = store.get_run(rid).config.get("family")
         result = store.run_dir(rid) / "result.json"
-        res = json.loads(result.read_text()).get("res") if result.is_file() else None
-        if res:
-            warning = disk_warning(store.workspace, 2 * per_class, int(res))
+        doc = json.loads(result.read_text()) if result.is_file() else {}
+        translation = family in TRANSLATION_GANS
+        if translation and per_class is not None:
+            raise InputError(f"--per-class: run {rid} is a {family} (translation) GAN: its pool is exactly one image "
+                             f"per training mask")
+        if not translation and per_class is None:
+            raise InputError(f"--per-class N: required for the pool of run {rid} (the paper: 100,000 per class)")
+        n_images = sum(doc.get("n_train", {}).values()) if translation else 2 * (per_class or 0)
+        if doc.get("res"):
+            warning = disk_warning(store.workspace, n_images, int(doc["res"]))
             if warning:
                 print(warning, file=sys.stderr)
     config: dict[str, Any] = {"gan_run": rid, "per_class": per_class, "kimg": kimg, "seed": seed}

@@ -86,6 +86,29 @@ class Split:
             parts[row["split"]].append(record)
         return cls(**parts)
 
+    @classmethod
+    def from_csv(cls, path: Path | str) -> Split:
+        """The split exactly as its CSV lists it, records built from its rows (``image``, ``label``, ...).
+
+        For users of membership alone that have no data set to rebind it to: the translation GANs keep the
+        masks of the training images of the ISIC 2019 split the user names by its file.
+        """
+        path = Path(path)
+        parts: dict[str, list[LesionRecord]] = {name: [] for name in SPLIT_NAMES}
+        seen: set[str] = set()
+        for line, row in read_csv_rows(path, CSV_COLUMNS):
+            if row["split"] not in parts:
+                raise InputError(f"{path}, line {line}: split {row['split']!r} is not one of {', '.join(SPLIT_NAMES)}")
+            if row["label"] not in ("0", "1"):
+                raise InputError(f"{path}, line {line}: label {row['label']!r} is not 0 or 1")
+            if row["image_id"] in seen:
+                raise InputError(f"{path}, line {line}: image id {row['image_id']!r} listed twice")
+            seen.add(row["image_id"])
+            parts[row["split"]].append(LesionRecord(
+                image=Path(row["image"]), label=int(row["label"]), diagnosis=row["diagnosis"], source=str(path),
+                image_id=row["image_id"], lesion_id=row["lesion_id"] or None))
+        return cls(**parts)
+
 
 def split_dataset(
     records: Sequence[LesionRecord], seed: int = 0, sizes: Sequence[int] = PAPER_SPLIT

@@ -6,8 +6,10 @@ resolved by ``engine.data.split.resolve_split``); validation and test images nev
 (``engine.data.cache.ImageCache``) and go to the device through the classifier's own batch path
 (``host_batch`` + ``Augmenter.to_float``), so there is one copy of that code.
 
-Translation families (pix2pixHD, SPADE) also need label maps: they fill ``GanData.maps`` (uint8 class-index
-maps, one per image) and :meth:`GanData.batch` hands them over one-hot.
+Translation families (pix2pixHD, SPADE) train on the ISIC 2018 attribute masks (``isic2018-masks``) of the
+training images of the classifier's ISIC 2019 split (:func:`load_translation_data`): ``GanData.maps`` holds
+their uint8 label maps (one per image, cached at the GAN's resolution) and :meth:`GanData.batch` hands them
+over one-hot, plus the boundary channel where the family uses one.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from engine.data.records import LesionRecord
 from engine.gans._registry import GanBatch
+
+if TYPE_CHECKING:
+    from engine.data.split import Split
 
 
 @dataclass
@@ -33,7 +38,7 @@ class GanData:
     labels: np.ndarray
     split_file: Path
     maps: np.ndarray | None = None  # translation families: uint8 (N, R, R) label maps
-    n_map_classes: int = 0
+    boundary: bool = False  # translation families: add the boundary channel to the one-hot maps
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -52,11 +57,16 @@ class GanData:
         pin = device.type == "cuda"
         x = Augmenter(AugmentConfig(preset="none"), device=device).to_float(host_batch(self.images, index, pin))
         labels = torch.as_tensor(self.labels[index], dtype=torch.long).to(device)
-        maps = None
-        if self.maps is not None:
-            m = torch.from_numpy(np.ascontiguousarray(self.maps[index])).to(device).long()
-            maps = torch.nn.functional.one_hot(m, self.n_map_classes).permute(0, 3, 1, 2).float()
+        maps = None if self.maps is None else self.encoded_maps(index, device)
         return GanBatch(x * 2 - 1, labels, maps)
+
+    def encoded_maps(self, index: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The label maps of rows ``index`` as a translation family's float input, on ``device``."""
+        from engine.gans.translation import encode_maps
+
+        assert self.maps is not None
+        m = torch.from_numpy(np.ascontiguousarray(self.maps[np.asarray(index)])).to(device)
+        return encode_maps(m, self.boundary)
 
 
 def training_split(workspace: Path, data: dict[str, Any], log: logging.Logger | None = None
@@ -88,3 +98,59 @@ def load_training_data(workspace: Path, data: dict[str, Any], res: int, log: log
     images = ImageCache(Path(workspace) / "cache" / "images").load([r.image for r in records], res)
     labels = np.array([r.label for r in records], dtype=np.int64)
     return GanData(records, images, labels, split_file)
+
+
+def translation_split(workspace: Path, data: dict[str, Any], log: logging.Logger | None = None
+                      ) -> tuple[Split, Path]:
+    """The classifier's split of the ISIC 2019 training data, whose training images' masks a translation GAN
+    uses: ``data.split_file`` (read from the CSV alone) or the workspace's persisted split of the ISIC 2019
+    data at ``data.split_data`` with ``data.split_seed``: the very file a classify run of that data writes."""
+    from engine.data import load_dataset
+    from engine.data.split import Split, persisted_split
+    from engine.errors import InputError
+
+    if data.get("split_file"):
+        path = Path(data["split_file"]).expanduser()
+        if not path.is_file():
+            raise InputError(f"data.split_file: split file {str(path)!r} not found")
+        return Split.from_csv(path), path
+    if not data.get("split_data"):
+        raise InputError("data: a translation GAN's masks are filtered by the classifier's split of the ISIC 2019 "
+                         "training data: give --split-data ISIC2019_ROOT [--split-seed K] or --split-file SPLIT.csv")
+    records = load_dataset("isic2019", Path(data["split_data"])).records
+    return persisted_split(workspace, "isic2019", records, data.get("split_seed", 0), log)
+
+
+def translation_masks(workspace: Path, data: dict[str, Any], log: logging.Logger | None = None
+                      ) -> tuple[list[LesionRecord], Path]:
+    """The mask records (``data.format`` / ``data.root``) of the training images of the split
+    (:func:`translation_split`), in id order; each record's label is its image's class (ISIC 2019 truth)."""
+    from engine.data import load_dataset
+    from engine.data.masks import check_training_only, training_masks
+    from engine.errors import InputError
+
+    split, split_file = translation_split(workspace, data, log)
+    masks = load_dataset(data["format"], Path(data["root"])).records
+    records, left_out = training_masks(masks, split, str(split_file))
+    if not records:
+        raise InputError(f"data: none of the {len(masks)} masks under {data['root']} belongs to a training image of "
+                         f"the split {split_file} ({', '.join(f'{k}: {v}' for k, v in left_out.items())})")
+    if log is not None:
+        log.info("%d training masks of %d (left out: %s)", len(records), len(masks),
+                 ", ".join(f"{v} {k}" for k, v in sorted(left_out.items())) or "none")
+    check_training_only(records, split)  # the guard before any mask reaches a GAN
+    return records, split_file
+
+
+def load_translation_data(workspace: Path, data: dict[str, Any], res: int, boundary: bool,
+                          log: logging.Logger | None = None) -> GanData:
+    """The training masks (:func:`translation_masks`), their label maps and real images at ``res``."""
+    from engine.data.cache import ImageCache
+    from engine.data.masks import LabelMapCache
+
+    records, split_file = translation_masks(workspace, data, log)
+    cache = Path(workspace) / "cache"
+    maps = LabelMapCache(cache / "labelmaps").load(records, res)
+    images = ImageCache(cache / "images").load([r.image for r in records], res)
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    return GanData(records, images, labels, split_file, maps=maps, boundary=boundary)

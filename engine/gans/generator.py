@@ -5,6 +5,9 @@ function of its seed everywhere: ``z = randn(z_dim)`` from a ``torch.Generator``
 (the ``seed`` column of ``pool.csv``), and the label as the class. Image ``i`` of class ``y`` gets the seed
 ``derive_seed(seed, y, i)``: ``gan sample --seed S`` shows exactly the first images of a pool made with
 ``--seed S``.
+
+A translation GAN run's generator (pix2pixHD, SPADE) has no latent: ``translate`` turns label maps into
+images, one per map (eval mode, so an image does not depend on the others of its batch).
 """
 
 from __future__ import annotations
@@ -57,10 +60,31 @@ class RunGenerator:
     res: int
     classes: list[int]  # the labels it can make (both, or one for an unconditional import)
     device: torch.device
+    # Translation runs only: fn(maps) -> images; the GAN run's data config (its training masks) and whether
+    # its input maps carry the boundary channel.
+    data: dict[str, Any] | None = None
+    boundary: bool = False
+
+    @property
+    def translation(self) -> bool:
+        return self.data is not None
+
+    @torch.no_grad()
+    def translate(self, label_maps: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 (N, R, R, 3) images translated from uint8 (N, R, R) label maps (translation runs)."""
+        from engine.gans.translation import encode_maps
+
+        out = np.empty((len(label_maps), self.res, self.res, 3), dtype=np.uint8)
+        for s in range(0, len(label_maps), batch_size):
+            m = torch.from_numpy(np.ascontiguousarray(label_maps[s:s + batch_size])).to(self.device)
+            out[s:s + len(m)] = to_uint8(self.fn(encode_maps(m, self.boundary)))
+        return out
 
     @torch.no_grad()
     def images(self, labels: np.ndarray, seeds: Sequence[int], batch_size: int = 64) -> np.ndarray:
         """uint8 (N, R, R, 3) images of ``labels`` from per-image ``seeds``."""
+        if self.translation:
+            raise InputError(f"run {self.run_id}: a translation GAN makes one image per mask, not per seed")
         labels = np.asarray(labels, dtype=np.int64)
         unknown = sorted(set(labels.tolist()) - set(self.classes))
         if unknown:
@@ -89,6 +113,8 @@ def read_result(run_dir: Path, run_id: str) -> dict[str, Any]:
 def load_generator(workspace: Path, run_id: str, kimg: int | None = None,
                    device: str | torch.device = "cpu") -> RunGenerator:
     """The selected checkpoint of GAN run ``run_id`` (or the one at ``kimg``) on ``device``."""
+    from engine.gans._registry import get_family
+
     run_dir = Path(workspace) / run_id
     doc = read_result(run_dir, run_id)
     entry = doc["selected"]
@@ -108,6 +134,9 @@ def load_generator(workspace: Path, run_id: str, kimg: int | None = None,
                                    z_dim=config.get("z_dim"), c_dim=config.get("c_dim"))
         return RunGenerator(run_id, "imported", gen.to(dev), info["z_dim"], info["res"], info["classes"], dev)
     net = load_snapshot(run_dir / entry["path"]).to(dev)
+    if get_family(config["family"]).conditioning == "translation":
+        return RunGenerator(run_id, checkpoint_name(entry["kimg"]), net, 0, config["gan"]["res"], [0, 1], dev,
+                            data=config["data"], boundary=config["gan"]["boundary"])
     return RunGenerator(run_id, checkpoint_name(entry["kimg"]), net, net.z_dim, net.res, [0, 1], dev)
 
 

@@ -11,13 +11,21 @@ every random number of its step (latents, noise, augmentation) from generators s
 The resume checkpoint holds the trainer (networks, EMA, optimisers, step, ADA state), the checkpoint list
 and the partial logging window, so a run stopped anywhere and resumed equals an uninterrupted one (CPU).
 
+Translation families (pix2pixHD, SPADE) train on the attribute masks of the split's training images
+(``engine.gans.data.load_translation_data``): their grid shows label map / real / synthetic for the first
+``grid_columns`` masks, and their metrics compare one image translated from each of (up to ``metrics.n``)
+training masks with the real images of the same masks. Everything else (checkpoints, rule, resume) is shared.
+
 ``gan-pool``: N images per class from a GAN run's selected (or named) checkpoint, written shard by shard
-with ``engine.synth.pool.PoolWriter`` (resumable mid-pool: each image is a function of its own seed).
+with ``engine.synth.pool.PoolWriter`` (resumable mid-pool: each image is a function of its own seed); for a
+translation GAN, exactly one image per training mask, of its source image's class (``source_mask`` filled,
+``seed`` empty).
 
 ``gan-import``: an external generator becomes a GAN run with one checkpoint (``engine.gans.external``).
 
-``gan-train`` and ``gan-pool`` dispatch on the family's ``conditioning`` (tables ``_TRAIN`` / ``_POOL``):
-``noise`` families are implemented here; ``translation`` families (pix2pixHD, SPADE) add their entries.
+``gan-train`` and ``gan-pool`` dispatch on the family's ``conditioning`` (tables ``_TRAIN`` / ``_POOL``): what
+differs is the training data, the judge and how images are drawn (``_TRAIN``), and a pool's rows and images
+(``_POOL``); the training loop, checkpoints and the pool writer are shared.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +57,7 @@ class GanDataConfig(_Strict):
     root: str
     split_seed: int = 0
     split_file: str | None = None
+    split_data: str | None = None  # translation GANs: the ISIC 2019 root whose split (split_seed) filters the masks
 
     @field_validator("format")
     @classmethod
@@ -82,7 +92,7 @@ class GanTrainConfig(_Strict):
 
 class GanPoolConfig(_Strict):
     gan_run: str
-    per_class: int = Field(100_000, ge=1)  # the paper: 100,000 per class
+    per_class: int | None = Field(None, ge=1)  # noise GANs (None: the paper's 100,000); translation: one per mask
     kimg: int | None = None  # None: the GAN run's selected checkpoint
     seed: int = 0
     batch_size: int = Field(64, ge=1)
@@ -140,7 +150,7 @@ def _check_metrics(m: MetricsConfig, required: bool) -> MetricsConfig:
 
 def validate_gan_train(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
     """The gate before a gan-train run is queued: a known family and preset, every family key known."""
-    from engine.gans._registry import resolve_config
+    from engine.gans._registry import get_family, resolve_config
 
     cfg: GanTrainConfig = _parse(GanTrainConfig, config, "gan-train")
     gan = resolve_config(cfg.family, cfg.preset, **cfg.gan)
@@ -148,7 +158,52 @@ def validate_gan_train(config: dict[str, Any], workspace: Path) -> dict[str, Any
     for key in ("batch", "kimg", "snapshot_kimg"):
         if not isinstance(gan[key], int) or gan[key] < 1:
             raise InputError(f"gan.{key}: must be a positive integer, got {gan[key]!r}")
-    return cfg.model_copy(update={"gan": gan, "metrics": _check_metrics(cfg.metrics, True)}).model_dump()
+    data = cfg.data
+    if get_family(cfg.family).conditioning == "translation":
+        data, gan = _check_translation(cfg.family, cfg.preset, data, gan)
+    elif data.split_data is not None:
+        raise InputError(f"data.split_data: {cfg.family} trains on the split of its own data; --split-data names the "
+                         f"ISIC 2019 data whose split filters a translation GAN's masks")
+    return cfg.model_copy(update={"gan": gan, "data": data, "metrics": _check_metrics(cfg.metrics, True)}).model_dump()
+
+
+def _check_translation(family: str, preset: str, data: GanDataConfig, gan: dict[str, Any]
+                       ) -> tuple[GanDataConfig, dict[str, Any]]:
+    """A translation GAN reads attribute masks, filtered by a named ISIC 2019 split; its networks can be built
+    from its config (checked on the meta device: no memory, no time); a VGG weights file loads."""
+    import torch
+
+    from engine.gans._registry import create_gan
+
+    try:
+        with torch.device("meta"):
+            create_gan(family, preset, "meta", **gan)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"gan: {family} cannot be built from this config: {exc}") from None
+    if data.format != "isic2018-masks":
+        raise InputError(f"data.format: {family} translates attribute masks: use --format isic2018-masks, "
+                         f"not {data.format}")
+    if data.split_file is None and data.split_data is None:
+        raise InputError("data: a translation GAN's masks are filtered by the classifier's split of the ISIC 2019 "
+                         "training data: give --split-data ISIC2019_ROOT [--split-seed K] or --split-file SPLIT.csv")
+    if data.split_file is not None and data.split_data is not None:
+        raise InputError("data: --split-file names the split itself; --split-data (with --split-seed) names it by its "
+                         "data: give one")
+    update: dict[str, Any] = {}
+    for key in ("split_file", "split_data"):
+        value = getattr(data, key)
+        if value is not None:
+            path = Path(value).expanduser()
+            if not path.exists():
+                raise InputError(f"data.{key}: {value!r}: no such file or directory")
+            update[key] = str(path.resolve())
+    if gan.get("vgg_weights"):
+        from engine.gans.layers import VGGLoss
+
+        path = Path(gan["vgg_weights"]).expanduser().resolve()
+        VGGLoss(path)  # refused now (InputError), not in the engine
+        gan = {**gan, "vgg_weights": str(path)}
+    return data.model_copy(update=update), gan
 
 
 def validate_gan_pool(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
@@ -207,6 +262,7 @@ class CheckpointJudge:
         n = min(len(real), metrics.n) if self.features else 0
         rng = np.random.default_rng([seed, 5])
         ref = np.sort(rng.choice(len(real), n, replace=False)) if n < len(real) else np.arange(len(real))
+        self.ref = ref  # rows of the real reference
         self.real_features = self.features.extract(np.asarray(real[ref])) if self.features else None
         # Generated set: as many as the reference, classes in the training ratio, the same seeds every time.
         n_mel = int(round(n * float(np.mean(labels)))) if n else 0
@@ -223,15 +279,21 @@ class CheckpointJudge:
         from engine.gans.generator import checkpoint_name
 
         name = checkpoint_name(kimg)
-        keep = np.isin(self.grid_labels, classes)
-        grid = sample(self.grid_labels[keep], [s for s, k in zip(self.grid_seeds, keep, strict=True) if k])
-        write_grid(run_dir / "samples" / f"{name}.png", grid, self.grid_columns)
+        self.draw_grid(run_dir / "samples" / f"{name}.png", sample, classes)
         entry: dict[str, Any] = {"kimg": kimg, "grid": f"samples/{name}.png"}
         if self.features is not None:
             keep = np.isin(self.labels, classes)
             fake = sample(self.labels[keep], [s for s, k in zip(self.seeds, keep, strict=True) if k])
             entry.update(self.features.scores(self.real_features, self.features.extract(fake)))
         return entry
+
+    def draw_grid(self, path: Path, sample: Any, classes: list[int]) -> None:
+        """The fixed-latent grid: one row per class, the same seeds at every checkpoint."""
+        import numpy as np
+
+        keep = np.isin(self.grid_labels, classes)
+        grid = sample(self.grid_labels[keep], [s for s, k in zip(self.grid_seeds, keep, strict=True) if k])
+        write_grid(path, grid, self.grid_columns)
 
     def selection(self, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
         """result.json's ``selected``: the paper's rule on the curve (or the only/last checkpoint without one)."""
@@ -250,6 +312,33 @@ class CheckpointJudge:
     @property
     def features_kind(self) -> str | None:
         return self.features.kind if self.features is not None else None
+
+
+class MaskJudge(CheckpointJudge):
+    """A translation GAN's judge: the generated set is one image translated from each mask of the real
+    reference (the real images of up to ``metrics.n`` training masks), so both sets share their masks and
+    class ratio; ``sample(labels, rows)`` translates the masks at ``rows`` of the training data. The grid
+    shows label map / real / synthetic for the first ``grid_masks`` training masks, at every checkpoint."""
+
+    def __init__(self, workspace: Path, metrics: MetricsConfig, data: Any, seed: int, device: Any,
+                 grid_masks: int) -> None:
+        super().__init__(workspace, metrics, data.images, data.labels, seed, device, grid_masks)
+        self.labels = data.labels[self.ref]
+        self.seeds = [int(i) for i in self.ref]
+        self.data = data
+
+    def draw_grid(self, path: Path, sample: Any, classes: list[int]) -> None:
+        import numpy as np
+        from PIL import Image
+
+        from engine.fsutil import atomic_path
+        from engine.gans.translation import triplet_grid
+
+        rows = np.arange(min(self.grid_columns, len(self.data)))
+        fake = sample(self.data.labels[rows], [int(i) for i in rows])
+        grid = triplet_grid(self.data.maps[rows], np.asarray(self.data.images[rows]), fake)
+        with atomic_path(path) as tmp:
+            Image.fromarray(grid).save(tmp)
 
 
 def write_grid(path: Path, images: Any, columns: int, pad: int = 2) -> None:
@@ -276,24 +365,67 @@ def run_gan_train(ctx: RunContext) -> None:
     from engine.gans._registry import get_family
 
     cfg = GanTrainConfig.model_validate(ctx.config)
-    _by_conditioning(_TRAIN, get_family(cfg.family).conditioning, "gan-train")(ctx, cfg)
+    _train(ctx, cfg, _by_conditioning(_TRAIN, get_family(cfg.family).conditioning, "gan-train"))
 
 
 def _by_conditioning(table: dict[str, Any], conditioning: str, kind: str) -> Any:
-    """The kind's implementation for a family's conditioning ("noise" now; "translation" plugs in here)."""
+    """The kind's implementation for a family's conditioning (``noise`` or ``translation``)."""
     try:
         return table[conditioning]
     except KeyError:
         raise InputError(f"{kind}: {conditioning} GANs are not supported by this version of ganaug") from None
 
 
-def _train_noise(ctx: RunContext, cfg: GanTrainConfig) -> None:
-    import numpy as np
+Draw = Callable[[Any, list[int]], Any]  # (labels, keys) -> uint8 (N, R, R, 3), for one batch
+Inputs = tuple[Any, CheckpointJudge, Callable[[Any, Any], Draw]]  # data, judge, draw_of(trainer, generator)
+
+
+def _noise_inputs(ctx: RunContext, cfg: GanTrainConfig, device: Any) -> Inputs:
+    """Noise GANs: the split's training images; images are drawn from the latents of seeds (the keys)."""
     import torch
 
-    from engine.gans._registry import create_gan, get_family
     from engine.gans.data import load_training_data
-    from engine.gans.generator import checkpoint_name, to_uint8
+    from engine.gans.generator import latents, to_uint8
+
+    data = load_training_data(ctx.workspace, cfg.data.model_dump(), cfg.gan["res"], ctx.log)
+    judge = CheckpointJudge(ctx.workspace, cfg.metrics, data.images, data.labels, cfg.seed, device, cfg.grid_columns)
+
+    def draw_of(trainer: Any, generator: Any) -> Draw:
+        def draw(labels: Any, seeds: list[int]) -> Any:
+            z = latents(seeds, generator.z_dim).to(device)
+            return to_uint8(trainer.generate(labels=torch.from_numpy(labels).to(device), z=z))
+
+        return draw
+
+    return data, judge, draw_of
+
+
+def _translation_inputs(ctx: RunContext, cfg: GanTrainConfig, device: Any) -> Inputs:
+    """Translation GANs: the training masks and their images; an image is translated from the mask at its row
+    (the key) and has that mask's class."""
+    import numpy as np
+
+    from engine.gans.data import load_translation_data
+    from engine.gans.generator import to_uint8
+
+    data = load_translation_data(ctx.workspace, cfg.data.model_dump(), cfg.gan["res"], cfg.gan["boundary"], ctx.log)
+    judge = MaskJudge(ctx.workspace, cfg.metrics, data, cfg.seed, device, cfg.grid_columns)
+
+    def draw_of(trainer: Any, generator: Any) -> Draw:
+        def draw(labels: Any, rows: list[int]) -> Any:
+            return to_uint8(trainer.generate(maps=data.encoded_maps(np.asarray(rows), device)))
+
+        return draw
+
+    return data, judge, draw_of
+
+
+def _train(ctx: RunContext, cfg: GanTrainConfig, inputs: Callable[..., Inputs]) -> None:
+    """The training loop every family shares: steps, loss curve, checkpoints judged by ``inputs``' judge."""
+    import numpy as np
+
+    from engine.gans._registry import create_gan, get_family
+    from engine.gans.generator import checkpoint_name
     from engine.train.augment import make_generator
     from engine.train.classifier import derive_seed
 
@@ -301,14 +433,21 @@ def _train_noise(ctx: RunContext, cfg: GanTrainConfig) -> None:
     device = _device(cfg.device, ctx)
     gan = dict(cfg.gan)
     res, batch, total = gan["res"], gan["batch"], gan["kimg"] * 1000
-    data = load_training_data(ctx.workspace, cfg.data.model_dump(), res, ctx.log)
+    data, judge, draw_of = inputs(ctx, cfg, device)
     n_mel = int(data.labels.sum())
-    ctx.log.info("%s/%s on %s: %d training images (%d melanoma) at %d px from %s", cfg.family, cfg.preset, device,
-                 len(data), n_mel, res, data.split_file)
-    judge = CheckpointJudge(ctx.workspace, cfg.metrics, data.images, data.labels, cfg.seed, device, cfg.grid_columns)
-    fam = get_family(cfg.family)
+    ctx.log.info("%s/%s on %s: %d training %s (%d melanoma) at %d px from %s", cfg.family, cfg.preset, device,
+                 len(data), "images" if data.maps is None else "masks", n_mel, res, data.split_file)
     trainer = create_gan(cfg.family, cfg.preset, device, seed=derive_seed(cfg.seed, 0), **gan)
-    generator = fam.sampling_generator(trainer)
+    for note in getattr(trainer, "notes", ()):  # what the family's config leaves out, e.g. a loss without weights
+        ctx.log.info("%s: %s", cfg.family, note)
+    generator = get_family(cfg.family).sampling_generator(trainer)
+    draw = draw_of(trainer, generator)
+
+    def sample(labels: np.ndarray, keys: list[int]) -> np.ndarray:
+        """uint8 images of ``labels`` from ``keys`` (seeds, or mask rows), 64 at a time."""
+        out = [draw(labels[s:s + 64], keys[s:s + 64]) for s in range(0, len(labels), 64)]
+        return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
+
     checkpoints: list[dict[str, Any]] = []
     window: dict[str, list[float]] = {}
     train_s = 0.0
@@ -320,16 +459,6 @@ def _train_noise(ctx: RunContext, cfg: GanTrainConfig) -> None:
 
     def resume_state() -> dict[str, Any]:
         return {"trainer": trainer.state_dict(), "checkpoints": checkpoints, "window": window, "train_s": train_s}
-
-    def sample(labels: np.ndarray, seeds: list[int]) -> np.ndarray:
-        from engine.gans.generator import latents
-
-        out = []
-        for s in range(0, len(labels), 64):
-            z = latents(seeds[s:s + 64], generator.z_dim).to(device)
-            y = torch.from_numpy(labels[s:s + 64]).to(device)
-            out.append(to_uint8(trainer.generate(labels=y, z=z)))
-        return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
 
     log_every = max(1, 256 // batch)  # loss points every ~256 images
     snap = gan["snapshot_kimg"] * 1000
@@ -418,30 +547,19 @@ def disk_warning(folder: Path, n_images: int, res: int) -> str | None:
 
 @register_kind("gan-pool", validate=validate_gan_pool)
 def run_gan_pool(ctx: RunContext) -> None:
-    """Sample ``per_class`` images of every class the GAN makes into a pool; result.json says how fast."""
+    """Sample ``per_class`` images of every class the GAN makes (a translation GAN: one per training mask) into a
+    pool; result.json says how fast."""
     from engine.gans._registry import get_family
-    from engine.gans.generator import read_result
+    from engine.gans.generator import load_generator, read_result
+    from engine.synth.pool import PoolWriter
 
     cfg = GanPoolConfig.model_validate(ctx.config)
     family = read_result(ctx.workspace / cfg.gan_run, cfg.gan_run).get("family")  # None: an imported generator
     conditioning = get_family(family).conditioning if family else "noise"
-    _by_conditioning(_POOL, conditioning, "gan-pool")(ctx, cfg)
-
-
-def _pool_noise(ctx: RunContext, cfg: GanPoolConfig) -> None:
-    """N images per class, each from its own seed."""
-    import numpy as np
-
-    from engine.gans.generator import image_seeds, load_generator
-    from engine.synth.pool import PoolRow, PoolWriter, pool_id
-
+    rows_of = _by_conditioning(_POOL, conditioning, "gan-pool")
     device = _device(cfg.device, ctx)
     gen = load_generator(ctx.workspace, cfg.gan_run, cfg.kimg, device)
-    labels = np.concatenate([np.full(cfg.per_class, y, dtype=np.int64) for y in gen.classes])
-    index = np.concatenate([np.arange(cfg.per_class) for _ in gen.classes])
-    seeds = [s for y in gen.classes for s in image_seeds(cfg.seed, y, range(cfg.per_class))]
-    rows = [PoolRow(pool_id(int(y), int(i)), int(y), cfg.gan_run, gen.checkpoint, seed=s)
-            for y, i, s in zip(labels, index, seeds, strict=True)]
+    rows, make = rows_of(ctx, cfg, gen)
     warning = disk_warning(ctx.run_dir, len(rows), gen.res)
     if warning:
         ctx.log.warning(warning)
@@ -455,24 +573,70 @@ def _pool_noise(ctx: RunContext, cfg: GanPoolConfig) -> None:
             ctx.log.info("stopped after %d of %d shards; resuming continues with shard %d", k, n_shards, k)
             return
         sl = slice(k * cfg.shard_size, (k + 1) * cfg.shard_size)
-        writer.write_shard(k, gen.images(labels[sl], seeds[sl], cfg.batch_size), rows[sl])
+        writer.write_shard(k, make(sl), rows[sl])
         made += len(rows[sl])
         ctx.progress(min((k + 1) * cfg.shard_size, len(rows)), len(rows), "images")
     elapsed = time.perf_counter() - t0
-    per_class = {CLASS_NAMES[y]: cfg.per_class for y in gen.classes}
-    writer.finish(n_shards, {"gan_run": cfg.gan_run, "checkpoint": gen.checkpoint, "seed": cfg.seed})
+    per_class = {CLASS_NAMES[y]: sum(r.label == y for r in rows) for y in gen.classes}
+    seed = None if conditioning == "translation" else cfg.seed  # a translated image is a function of its mask
+    writer.finish(n_shards, {"family": family, "gan_run": cfg.gan_run, "checkpoint": gen.checkpoint, "seed": seed})
     ips = made / elapsed if elapsed > 0 else 0.0
     ctx.metric("images_per_s", ips, step=len(rows))
     ctx.log.info("pool of %d images (%s) at %.0f images/s", len(rows), per_class, ips)
     atomic_write_json(ctx.run_dir / "result.json", {
         "gan_run": cfg.gan_run, "checkpoint": gen.checkpoint, "n": len(rows), "per_class": per_class,
-        "res": gen.res, "seed": cfg.seed, "pool": "pool", "images_per_s": ips, "device": str(device),
+        "res": gen.res, "seed": seed, "pool": "pool", "images_per_s": ips, "device": str(device),
         "resumed_at_shard": start,
     })
 
 
-_TRAIN: dict[str, Any] = {"noise": _train_noise}
-_POOL: dict[str, Any] = {"noise": _pool_noise}
+def _noise_pool(ctx: RunContext, cfg: GanPoolConfig, gen: Any) -> tuple[list[Any], Any]:
+    """A noise GAN's pool: ``per_class`` (default 100,000) images per class, each from its own seed."""
+    import numpy as np
+
+    from engine.gans.generator import image_seeds
+    from engine.synth.pool import PoolRow, pool_id
+
+    n_per_class = cfg.per_class or 100_000
+    labels = np.concatenate([np.full(n_per_class, y, dtype=np.int64) for y in gen.classes])
+    index = np.concatenate([np.arange(n_per_class) for _ in gen.classes])
+    seeds = [s for y in gen.classes for s in image_seeds(cfg.seed, y, range(n_per_class))]
+    rows = [PoolRow(pool_id(int(y), int(i)), int(y), cfg.gan_run, gen.checkpoint, seed=s)
+            for y, i, s in zip(labels, index, seeds, strict=True)]
+
+    def make(sl: slice) -> Any:
+        return gen.images(labels[sl], seeds[sl], cfg.batch_size)
+
+    return rows, make
+
+
+def _translation_pool(ctx: RunContext, cfg: GanPoolConfig, gen: Any) -> tuple[list[Any], Any]:
+    """A translation GAN's pool: one image per training mask of its run (in id order), of the mask's image's
+    class; ``source_mask`` names the mask, ``seed`` stays empty (the image is a function of its mask)."""
+    from engine.data.masks import LabelMapCache
+    from engine.gans.data import translation_masks
+    from engine.synth.pool import PoolRow, pool_id
+
+    if cfg.per_class is not None:
+        raise InputError(f"gan-pool: run {cfg.gan_run} is a translation GAN: it makes exactly one image per training "
+                         f"mask, so per_class does not apply")
+    records, _ = translation_masks(ctx.workspace, gen.data, ctx.log)
+    maps = LabelMapCache(ctx.workspace / "cache" / "labelmaps").load(records, gen.res)
+    counts = [0, 0]
+    rows = []
+    for r in records:
+        rows.append(PoolRow(pool_id(r.label, counts[r.label]), r.label, cfg.gan_run, gen.checkpoint,
+                            source_mask=r.image_id))
+        counts[r.label] += 1
+
+    def make(sl: slice) -> Any:
+        return gen.translate(maps[sl], cfg.batch_size)
+
+    return rows, make
+
+
+_TRAIN: dict[str, Any] = {"noise": _noise_inputs, "translation": _translation_inputs}
+_POOL: dict[str, Any] = {"noise": _noise_pool, "translation": _translation_pool}
 
 
 # --------------------------------------------------------------------------------------------- gan-import
