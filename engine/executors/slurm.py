@@ -269,7 +269,7 @@ def job_logs(run_dir: Path, job_id: str | None) -> list[Path]:
     from submitit.core.utils import JobPaths
 
     paths = JobPaths(run_dir / SUBMITIT_DIR, job_id=job_id, task_id=0)
-    return [p for p in (paths.stdout, paths.stderr) if p.is_file()]
+    return [p for p in (paths.stdout, paths.stderr) if p.is_file() and p.stat().st_size > 0]
 
 
 def _job_pid(job_id: str) -> int | None:
