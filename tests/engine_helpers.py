@@ -16,7 +16,8 @@ import psutil
 from engine import store as st
 
 GANAUG = str(Path(sys.executable).parent / "ganaug")
-FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1"}
+FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1",
+            "GANAUG_CLUSTER_INGEST": "0.1"}
 
 
 def default_sigint() -> None:

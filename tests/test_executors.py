@@ -235,9 +235,12 @@ partition = "debug"
 """
 
 
-def test_slurm_jobs_are_submitted_with_the_experiment_files_options_and_judged_by_their_state(tmp_path, fake_slurm):
+def test_slurm_jobs_are_submitted_with_the_experiment_files_options_and_judged_by_their_state(tmp_path, fake_slurm,
+                                                                                             monkeypatch):
     from engine.runner.control import cancel_runs
     from engine.runner.head import Head
+
+    monkeypatch.setattr("engine.runner.head.CLUSTER_INGEST_S", 0.0)
 
     toml = tmp_path / "experiments.toml"
     toml.write_text(EXPERIMENTS)

@@ -192,3 +192,17 @@ def test_a_worker_reads_its_run_from_run_json_and_writes_only_its_folder(store, 
     Ingestor(store).ingest([store.get_run(rid)])
     assert steps(store, rid, "count") == [(s, float(s * s)) for s in range(4)]
     assert store.get_run(rid).status == st.SUCCEEDED
+
+
+def test_metric_values_survive_the_file_bit_for_bit(tmp_path):
+    import math
+
+    w = FolderWriter(tmp_path, {"run_id": "r", "attempt": 1, "resumes": 0, "job_id": None})
+    values = [0.1, 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, 123456789.123456789, math.nan, math.inf, -math.inf]
+    w.append_metrics([(f"m/{i}", i, v, 1795692850.8307135) for i, v in enumerate(values)])
+    rows, _end, bad = read_metrics(tmp_path / METRICS, 0)
+    assert bad == 0 and [r[0] for r in rows] == [f"m/{i}" for i in range(len(values))]
+    for (_n, _s, got, wall), want in zip(rows, values, strict=True):
+        same_sign = math.copysign(1, got) == math.copysign(1, want)
+        assert (math.isnan(got) and math.isnan(want)) or (got == want and same_sign)
+        assert wall == 1795692850.8307135

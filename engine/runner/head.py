@@ -10,12 +10,18 @@ interrupted (preempted, killed, timed out) so that it resumes from its checkpoin
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Callable, Sequence
 
 from engine import store as st
 from engine.errors import InputError
 from engine.executors.slurm import SlurmExecutor, SlurmOptions, cancel_job
 from engine.store.ingest import Ingestor
+
+# Cluster runs' folders are read at most this often: on a network file system every open is a round trip to the
+# server, and a job's worker appends its metrics every couple of seconds anyway.
+CLUSTER_INGEST_S = float(os.environ.get("GANAUG_CLUSTER_INGEST", "2"))
 
 
 class Head:
@@ -24,6 +30,7 @@ class Head:
         self.ingestor = Ingestor(store)
         self.slurm = SlurmExecutor(store, say)
         self._watched: set[str] = set()
+        self._last_cluster_pass = float("-inf")
 
     def settle(self, run_id: str, status: str, reason: str) -> None:
         """An execution of ``run_id`` ended: ingest what it left; if it wrote no outcome, record ``status``."""
@@ -41,13 +48,19 @@ class Head:
         self.ingestor.forget(run_id)
 
     def watch(self, active: Sequence[st.Run], *, judge: Callable[[st.Run], bool] = lambda run: True) -> None:
-        """One pass over ``active`` runs (as just read from the store): ingest every folder, then judge the cluster
-        jobs among them (those ``judge`` accepts: not a run another live head watches) and forward cancels."""
-        self._apply(self.ingestor.ingest(active))
+        """One pass over ``active`` runs (as just read from the store): ingest their folders (a cluster run's at most
+        every ``CLUSTER_INGEST_S``), then judge the cluster jobs among them (those ``judge`` accepts: not a run
+        another live head watches) and forward cancels."""
+        cluster_pass = time.monotonic() - self._last_cluster_pass >= CLUSTER_INGEST_S
+        if cluster_pass:
+            self._last_cluster_pass = time.monotonic()
+        self._apply(self.ingestor.ingest([r for r in active if cluster_pass or r.executor == "local"]))
         ids = {r.id for r in active}
         for gone in self._watched - ids:
             self.ingestor.forget(gone)
         self._watched = ids
+        if not cluster_pass:
+            return
         wanted = {r.id for r in active if r.executor == "slurm" and r.job_id}
         jobs = [r for r in (self.store.list_runs(status=st.ACTIVE) if wanted else [])  # after this pass's outcomes
                 if r.id in wanted and r.job_id and judge(r)]
