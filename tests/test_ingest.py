@@ -162,6 +162,8 @@ def test_a_stopped_run_ends_interrupted_or_cancelled_when_a_cancel_was_asked(sto
 
 def test_a_job_requeued_in_place_counts_a_resume_and_stays_running(store):
     run = running(store)
+    store.set_job(run.id, "77")
+    run = store.get_run(run.id)
     writer_for(store, run, job_id="77").done("interrupted", "time limit", requeued=True)
     Ingestor(store).ingest([run])
     got = store.get_run(run.id)
@@ -169,10 +171,31 @@ def test_a_job_requeued_in_place_counts_a_resume_and_stays_running(store):
     assert any(e["kind"] == "resume" and "requeued" in e["message"] for e in store.events(run.id))
     # the requeued job wrote its outcome before the head looked (it overwrote the requeue marker): still applied
     second = running(store)
+    store.set_job(second.id, "78")
     writer_for(store, second, job_id="78", resumes=2).done("succeeded", None)
-    Ingestor(store).ingest([second])
+    Ingestor(store).ingest([store.get_run(second.id)])
     got = store.get_run(second.id)
     assert (got.status, got.resumes) == (st.SUCCEEDED, 2)
+
+
+def test_files_of_another_job_of_the_run_are_not_its_current_executions(store):
+    """Slurm may restart a job on its own after the head resubmitted the run as another job: the old job's
+    heartbeat and outcome must not speak for the new one."""
+    from engine.runner.worker import RunSpec, superseded
+
+    run = running(store)
+    store.set_job(run.id, "91")
+    writer_for(store, store.get_run(run.id), job_id="90").done("interrupted", "stopped by SIGTERM")
+    assert Ingestor(store).ingest([store.get_run(run.id)]) == [] and store.get_run(run.id).status == st.RUNNING
+    mine = RunSpec.read(store.run_dir(run.id))
+    assert superseded(store.run_dir(run.id), mine) is None
+    old_job = RunSpec(**{**mine.__dict__, "job_id": "90"})
+    assert "job 91 runs it now" in superseded(store.run_dir(run.id), old_job)
+    store.finish(run.id, st.INTERRUPTED, "node failure")
+    store.retry(run.id, resume=True)  # re-queued: the execution that was running no longer owns it
+    assert "queued" in superseded(store.run_dir(run.id), mine)
+    assert store.claim(run.id, slot="cpu0", engine_pid=None, pid=os.getpid())
+    assert "restarted" in superseded(store.run_dir(run.id), mine)  # attempt 1, resume 1 now
 
 
 def test_a_worker_reads_its_run_from_run_json_and_writes_only_its_folder(store, monkeypatch):

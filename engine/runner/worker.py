@@ -238,6 +238,9 @@ def execute(run_dir: Path, *, device: str, console: logging.Handler | None = Non
                           "resumes": spec.resumes if resumes is None else resumes})
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     log = run_logger(run_dir, spec.id, console)
+    if exit_when_superseded and (why := superseded(run_dir, spec)):
+        log.error("not starting: %s", why)  # e.g. a job Slurm restarted on its own after its head resubmitted it
+        os._exit(EXIT_SUPERSEDED)
     writer = FolderWriter(run_dir, {"run_id": spec.id, "attempt": spec.attempt, "resumes": spec.resumes,
                                     "job_id": spec.job_id})
     writer.start()

@@ -129,14 +129,16 @@ class Ingestor:
 
     @staticmethod
     def _this_execution(run: Run, doc: dict[str, Any] | None) -> dict[str, Any] | None:
-        """``doc`` if a worker of the run's current attempt wrote it (not one an earlier execution left)."""
+        """``doc`` if the run's current execution wrote it: its attempt, at least its resume count (a job requeued in
+        place counts on before the head does), and its job (a job Slurm restarted on its own after the run was
+        resubmitted is another execution)."""
         if doc is None:
             return None
         try:
             same = int(doc.get("attempt", -1)) == run.attempt and int(doc.get("resumes", -1)) >= run.resumes
         except (TypeError, ValueError):
             return None
-        return doc if same else None
+        return doc if same and doc.get("job_id") == run.job_id else None
 
 
 def _after_start(doc: dict[str, Any], run: Run) -> bool:
