@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import GANAUG, cli, kill_everything, wait_for, wait_status
+from engine_helpers import FAST_ENV, GANAUG, cli, default_sigint, kill_everything, wait_for, wait_status
 
 from engine import store as st
 from engine.errors import InputError
@@ -136,6 +136,25 @@ def test_preempted_requeued_and_killed_jobs_resume_from_their_checkpoint_as_resu
     log = (ws / rid / "log.txt").read_text()
     assert log.count("resuming from step") == 2 and "(requeued)" in log
     assert 0 < json.loads((ws / rid / "result.json").read_text())["resumed_from"] < n
+
+
+def test_ctrl_c_of_a_foreground_cluster_run_cancels_its_job(ws):
+    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)}
+    fg = subprocess.Popen([GANAUG, "run", "sleep", "--set", "seconds=600", "--executor", "slurm", "--cluster",
+                           "local", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=default_sigint)
+    try:
+        with st.open_store(ws) as s:
+            rid = wait_for(lambda: [r.id for r in s.list_runs(status=st.RUNNING) if r.job_id], what="the job")[0]
+        worker = worker_pid(ws, rid)
+        fg.send_signal(signal.SIGINT)
+        out, err = fg.communicate(timeout=60)
+    finally:
+        fg.kill()
+    doc = json.loads(out)
+    assert fg.returncode == 1 and doc["status"] == st.CANCELLED and "cancelling the jobs" in err
+    wait_for(lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie",
+             what="the job's worker to end")
 
 
 @pytest.fixture(scope="module")

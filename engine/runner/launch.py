@@ -127,6 +127,10 @@ def _run_foreground(store: st.Store, run_id: str) -> str:
     from rich.console import Console
 
     console = Console(stderr=True)
+    if store.get_run(run_id).executor == "slurm":
+        with _progress_bar(console, run_id) as on_progress:
+            return watch_jobs_here(store, [run_id], say=lambda msg: console.print(msg, highlight=False),
+                                   on_progress=lambda run: _show(on_progress, run))[run_id]
     if (status := store.get_run(run_id).status) == st.BLOCKED:
         console.print(f"{run_id}: waiting for its parent runs (they run in the engine or another shell)")
     while status == st.BLOCKED:
@@ -134,22 +138,66 @@ def _run_foreground(store: st.Store, run_id: str) -> str:
         status = store.get_run(run_id).status
     if status != st.QUEUED:
         return status
-    if store.get_run(run_id).executor == "slurm":
-        return _watch_job(store, run_id, console)
     if not store.claim(run_id, slot="foreground", engine_pid=None, pid=os.getpid(), foreground_pid=os.getpid()):
         return store.get_run(run_id).status
+    # stdout carries only the outcome (one JSON document with --json): a kind's prints go to stderr
+    with _progress_bar(console, run_id) as on_progress, contextlib.redirect_stdout(sys.stderr):
+        return execute_here(store, run_id, console=console_handler(console), on_progress=on_progress)
+
+
+def execute_here(store: st.Store, run_id: str, *, device: str | None = None, console: logging.Handler | None = None,
+                 on_progress: Callable[[int, int, str], None] | None = None) -> str:
+    """Execute a run this process has claimed, in this process, as its own head: the worker's code path, its
+    folder ingested live by a thread, its outcome settled into the store. Returns its final status. ``device``:
+    the run's device when its config says ``auto`` (default: cuda when a GPU is visible)."""
     from engine.executors.local import detect_gpus
     from engine.runner.head import Head
     from engine.runner.worker import execute
 
-    handler = console_handler(console)
-    # stdout carries only the outcome (one JSON document with --json): a kind's prints go to stderr
-    with _progress_bar(console, run_id) as on_progress, _live_ingest(store.workspace, run_id), \
-            contextlib.redirect_stdout(sys.stderr):
-        execute(store.run_dir(run_id), device="cuda" if detect_gpus() else "cpu", console=handler,
+    with _live_ingest(store.workspace, run_id):
+        execute(store.run_dir(run_id), device=device or ("cuda" if detect_gpus() else "cpu"), console=console,
                 on_progress=on_progress)
     Head(store, say=lambda msg: None).settle(run_id, st.FAILED, "the worker ended without writing its outcome")
     return store.get_run(run_id).status
+
+
+def watch_jobs_here(store: st.Store, run_ids: Sequence[str], *, say: Callable[[str], None],
+                    on_progress: Callable[[st.Run], None] | None = None) -> dict[str, str]:
+    """Act as the head of cluster runs until each has ended (or waits only on runs the user holds): submit the
+    queued ones (at first, or again after a preemption), ingest their folders, judge their jobs by their state.
+    Runs still blocked wait for their parents. Ctrl-C cancels their jobs (``scancel``); a second Ctrl-C stops
+    watching (the jobs are then the engine's to watch). Returns each run's status; ``on_progress`` gets each
+    active run after every pass."""
+    from engine.runner.control import cancel_runs
+    from engine.runner.head import Head
+
+    ids = list(dict.fromkeys(run_ids))
+    me = os.getpid()
+    head = Head(store, say)
+    cancelling = False
+    while True:
+        try:
+            runs = store.get_runs(ids)
+            open_ = [r for r in runs if r.status not in (*st.TERMINAL, st.INTERRUPTED)]
+            if not open_ or all(r.status == st.PAUSED and not r.launched for r in open_):
+                return {r.id: r.status for r in runs}
+            for run in open_:
+                if run.status == st.QUEUED and run.executor == "slurm":  # first submission, or a resubmission
+                    head.slurm.start(run.id, foreground_pid=me)
+            active = [r for r in store.get_runs([r.id for r in open_]) if r.status in st.ACTIVE]
+            head.watch(active)
+            if on_progress is not None:
+                for run in store.get_runs([r.id for r in active]):
+                    on_progress(run)
+            time.sleep(WAIT_POLL_S)
+            store.reap_dead_owners()  # parents that another, now dead, process owned end: their children move
+        except KeyboardInterrupt:
+            if cancelling:
+                raise
+            cancelling = True
+            say("cancelling the jobs (Ctrl-C again to stop watching; they are then the engine's to watch)")
+            with contextlib.suppress(InputError):
+                cancel_runs(store, [r.id for r in store.get_runs(ids) if r.status not in st.TERMINAL])
 
 
 @contextlib.contextmanager
@@ -190,38 +238,6 @@ def _live_ingest(workspace: Path, run_id: str) -> Any:
     finally:
         halt.set()
         thread.join(timeout=30)
-
-
-def _watch_job(store: st.Store, run_id: str, console: Any) -> str:
-    """Submit the run as a cluster job and act as its head until it ends: ingest its folder, judge its job,
-    resubmit it when it is preempted. Ctrl-C cancels the job (``scancel``); a second Ctrl-C stops watching (the
-    job is then the engine's to watch)."""
-    from engine.runner.control import cancel_runs
-    from engine.runner.head import Head
-
-    me = os.getpid()
-    head = Head(store, say=lambda msg: console.print(msg, highlight=False))
-    cancelling = False
-    with _progress_bar(console, run_id) as on_progress:
-        while True:
-            try:
-                run = store.get_run(run_id)
-                if run.status in (*st.TERMINAL, st.INTERRUPTED):
-                    return run.status
-                if run.status == st.QUEUED:  # first submission, or a resubmission after a preemption
-                    head.slurm.start(run_id, foreground_pid=me)
-                elif run.status in st.ACTIVE:
-                    head.watch([run])
-                    _show(on_progress, store.get_run(run_id))
-                time.sleep(WAIT_POLL_S)
-            except KeyboardInterrupt:
-                if cancelling:
-                    raise
-                cancelling = True
-                console.print(f"{run_id}: cancelling its job (Ctrl-C again to stop watching; the job is then "
-                              "the engine's to watch)")
-                with contextlib.suppress(InputError):
-                    cancel_runs(store, [run_id])
 
 
 def _show(on_progress: Callable[[int, int, str], None], run: st.Run) -> None:
