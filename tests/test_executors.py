@@ -17,7 +17,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from engine_helpers import FAST_ENV, GANAUG, cli, default_sigint, kill_everything, wait_for, wait_status
+from engine_helpers import (
+    FAST_ENV,
+    GANAUG,
+    cli,
+    default_sigint,
+    kill_everything,
+    status_of,
+    wait_for,
+    wait_status,
+)
 
 from engine import store as st
 from engine.errors import InputError
@@ -136,6 +145,26 @@ def test_preempted_requeued_and_killed_jobs_resume_from_their_checkpoint_as_resu
     log = (ws / rid / "log.txt").read_text()
     assert log.count("resuming from step") == 2 and "(requeued)" in log
     assert 0 < json.loads((ws / rid / "result.json").read_text())["resumed_from"] < n
+
+
+def test_cluster_jobs_outlive_a_killed_engine_and_the_next_one_watches_them(ws):
+    from engine.runner.daemon import engine_info
+
+    with st.open_store(ws) as s:
+        rid = s.create_run("count", {"n": 30, "interval": 0.05}, **LOCAL_CLUSTER.fields("count"))
+    cli(ws, "engine", "start")
+    worker = worker_pid(ws, rid)
+    wait_for(lambda: n_metrics(ws, rid) >= 5, what="first metrics")
+    os.kill(engine_info(ws)["pid"], signal.SIGKILL)
+    wait_for(lambda: engine_info(ws) is None, what="the engine to be gone")
+    cli(ws, "runs", "list")  # every store command settles dead owners: the job is the owner, alive
+    assert status_of(ws, rid) == st.RUNNING and psutil.pid_exists(worker)
+    cli(ws, "engine", "start")
+    assert wait_status(ws, rid, (st.SUCCEEDED, st.FAILED, st.INTERRUPTED)) == st.SUCCEEDED
+    with st.open_store(ws) as s:
+        run = s.get_run(rid)
+        assert s.metrics(rid, "count")["step"].tolist() == list(range(30))
+    assert (run.attempt, run.resumes) == (1, 0)  # never stopped: nothing to resume
 
 
 def test_ctrl_c_of_a_foreground_cluster_run_cancels_its_job(ws):

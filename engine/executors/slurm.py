@@ -359,6 +359,12 @@ class SlurmExecutor:
         self.say(f"run {run_id} submitted as {opts.cluster} job {job.job_id}")
         return True
 
+    def forget(self, run_id: str) -> None:
+        """The run left the active states: drop its job (a local cluster's controller is then reaped by Python)."""
+        self.jobs.pop(run_id, None)
+        self._ended_at.pop(run_id, None)
+        self._cancelled = {c for c in self._cancelled if c[0] != run_id}
+
     def judge(self, runs: Sequence[st.Run]) -> list[Ended]:
         """Of these active runs (each with a job, whose folder was just ingested), those whose job ended without
         this execution's outcome, with what to record: a job is given ``END_GRACE_S`` to show its outcome first."""
@@ -403,8 +409,7 @@ class SlurmExecutor:
         if opts.cluster == "slurm":
             assert job is not None
             return (submitit.SlurmJob.watcher.get_state(job.job_id, mode="cache") or "UNKNOWN").split()[0]
-        if isinstance(job, submitit.LocalJob) and job.job_id == run.job_id and job.get_info()["jobState"] != \
-                "NO PROCESS AND NO RESULT":
+        if isinstance(job, submitit.LocalJob) and job.job_id == run.job_id:  # submitted here: submitit polls it
             running = job.state == "RUNNING"
         else:  # adopted after a head restart: submitit's controller process is the job
             running = _job_pid(run.job_id or "") is not None

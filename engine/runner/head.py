@@ -58,6 +58,7 @@ class Head:
         ids = {r.id for r in active}
         for gone in self._watched - ids:
             self.ingestor.forget(gone)
+            self.slurm.forget(gone)
         self._watched = ids
         if not cluster_pass:
             return
