@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from engine.executors.slurm import SlurmSettings
 
 EXECUTORS = ("local", "slurm")
+# An execution that ended without writing its outcome, as an executor reports it: (run id, status to record, why).
+Ended = tuple[str, str, str]
 
 # The GPU view of the executor the runs being checked go to: (has CUDA, what to say when it has none).
 _TARGET: ContextVar[tuple[bool, str] | None] = ContextVar("ganaug_executor_target", default=None)

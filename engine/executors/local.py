@@ -28,6 +28,7 @@ from typing import IO
 
 from engine import store as st
 from engine.errors import InputError
+from engine.executors import Ended
 from engine.runner.worker import DEVICE_ENV, ENGINE_PID_ENV
 
 Say = Callable[[str], None]
@@ -104,14 +105,8 @@ class Child:
     log: IO[bytes] | None = field(default=None, repr=False)
 
 
-# An execution that ended without writing its outcome: (run id, the status to record, why).
-Ended = tuple[str, str, str]
-
-
 class LocalExecutor:
     """The slots of one engine and the worker processes running in them."""
-
-    name = "local"
 
     def __init__(self, workspace: Path, slots: list[Slot], *, engine_pid: int, grace: float, say: Say) -> None:
         self.workspace, self.slots, self.engine_pid, self.grace, self.say = workspace, slots, engine_pid, grace, say

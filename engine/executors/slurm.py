@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from engine import procs
 from engine import store as st
 from engine.errors import InputError
+from engine.executors import Ended
 from engine.store.runfolder import HEARTBEAT, read_json
 
 if TYPE_CHECKING:
@@ -233,9 +234,6 @@ def slurm_settings(file: Path | None = None, flags: Mapping[str, Any] | None = N
 
 # ------------------------------------------------------------------------------------------ the job
 # ------------------------------------------------------------------------------------------ the head's side
-Ended = tuple[str, str, str]  # run id, status to record, why
-
-
 def _submitit_executor(opts: SlurmOptions, folder: Path, run_id: str) -> submitit.Executor:
     """submitit's SlurmExecutor (or LocalExecutor for ``cluster = "local"``) set up with the run's options."""
     import submitit
@@ -322,8 +320,6 @@ def _scancel(job_id: str, *flags: str) -> None:
 
 class SlurmExecutor:
     """The head's side: submits claimed runs, watches their jobs, and judges those that end without an outcome."""
-
-    name = "slurm"
 
     def __init__(self, store: st.Store, say: Callable[[str], None], *, state_poll_s: float = STATE_POLL_S,
                  end_grace_s: float = END_GRACE_S) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,8 +234,7 @@ def execute(run_dir: Path, *, device: str, console: logging.Handler | None = Non
     job running it and its own resume count (a job requeued in place knows it before the head does)."""
     spec = RunSpec.read(run_dir)
     if job_id is not None or resumes is not None:
-        spec = RunSpec(**{**spec.__dict__, "job_id": job_id or spec.job_id,
-                          "resumes": spec.resumes if resumes is None else resumes})
+        spec = replace(spec, job_id=job_id or spec.job_id, resumes=spec.resumes if resumes is None else resumes)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     log = run_logger(run_dir, spec.id, console)
     if exit_when_superseded and (why := superseded(run_dir, spec)):
