@@ -198,7 +198,7 @@ GRID_KEYS = ("data", "tests", "real_fraction", "replicate", "synthetic")
 # Classify keys that name files: ${ENV}, {workspace} and toml-relative paths are resolved in them too.
 PROTOCOL_PATHS = (("model", "weights"),)
 
-_TOP_KEYS = ("data", "protocol", "gans", "samplers", "defaults", "experiment")
+_TOP_KEYS = ("data", "protocol", "gans", "samplers", "defaults", "experiment", "executor")
 _DATA_KEYS = ("train", "tests", "masks")
 _TRAIN_KEYS = ("format", "root", "split_file", "split_seed")
 _TEST_KEYS = ("format", "root", "subset")
@@ -647,9 +647,11 @@ class _Loader:
 
     # ------------------------------------------------------------------ the whole file
     def experiments(self, doc: dict[str, Any]) -> list[Experiment]:
+        from engine.executors.slurm import check_executor_table
         from engine.runner.kinds import kind_names
 
         self.known(doc, _TOP_KEYS, "")
+        check_executor_table(doc, str(self.source))  # [executor.slurm]: read where runs are enqueued (slurm_settings)
         f_train, f_tests, f_masks = self.data(self.table(doc, "data", "data", None), "data")
         f_protocol = self.table(doc, "protocol", "protocol", None)
         f_gans = self.gans(self.table(doc, "gans", "gans", None), "gans")

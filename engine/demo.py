@@ -74,7 +74,7 @@ def runs_using(workspace: Path, folder: Path) -> list[str]:
     """Runs of the workspace's store (if it has one) whose config names ``folder`` or a path inside it."""
     from engine import store as st
 
-    if not (workspace / st.DB_NAME).is_file():
+    if not st.db_path(workspace).is_file():
         return []
     with st.open_store(workspace, readonly=True, create=False) as store:
         return store.runs_referencing(folder)

@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write-then-rename without fsync or a random temp name, for files rewritten often whose loss in a power cut
+    costs nothing (``run.json`` at every state change: the database is the truth; a worker's progress and
+    heartbeat every few seconds): only atomicity matters, and readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # A temporary folder is named after its owner (host, pid, start time in 1/100 s), so the next process can tell a

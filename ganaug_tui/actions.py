@@ -87,7 +87,7 @@ def stop_engine(workspace: Path, read_only: bool = False) -> str:
 def create_workspace(workspace: Path) -> str:
     """Create the run store (the user confirmed it)."""
     st.open_store(workspace).close()
-    return f"created the run store {workspace / st.DB_NAME}"
+    return f"created the run store {st.db_path(workspace)}"
 
 
 def enqueue_real_only(workspace: Path, experiment: str, label: str, base: dict, replicates: int,

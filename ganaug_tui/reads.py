@@ -30,7 +30,7 @@ SAMPLE_GRID = re.compile(r"^kimg-(\d+)\.png$")
 # ------------------------------------------------------------------------------------------ workspace
 def has_store(workspace: Path) -> bool:
     """A workspace the UI may open without creating anything: its database is there."""
-    return (workspace / st.DB_NAME).is_file()
+    return st.db_path(workspace).is_file()
 
 
 def writable(workspace: Path) -> bool:

@@ -3,67 +3,31 @@ failures, cancel, kill -9 recovery with checkpoint resume. Every daemon and work
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from engine_helpers import (
+    FAST_ENV,
+    GANAUG,
+    _processes_of,
+    cli,
+    default_sigint,
+    kill_everything,
+    status_of,
+    wait_for,
+    wait_status,
+)
 
 from engine import store as st
 from engine.runner.daemon import PID_FILE, engine_info
-
-GANAUG = str(Path(sys.executable).parent / "ganaug")
-FAST_ENV = {"GANAUG_POLL": "0.05", "GANAUG_HEARTBEAT": "0.2", "GANAUG_METRIC_FLUSH": "0.1", "HF_HUB_OFFLINE": "1"}
-
-
-def default_sigint() -> None:
-    """``preexec_fn`` of a child the test interrupts with SIGINT: Ctrl-C must reach it even when the test run
-    itself was started with SIGINT ignored (nohup, ``&``), which children would otherwise inherit."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def cli(ws: Path, *args: str, check: bool = True, timeout: float = 60,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``ganaug ARGS`` on workspace ``ws`` (fast engine tunables, extra ``env``); the finished process."""
-    env = os.environ | FAST_ENV | {"GANAUG_WORKSPACE": str(ws)} | (env or {})
-    proc = subprocess.run([GANAUG, *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ganaug {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _processes_of(ws: Path, module: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if module in cmd and str(ws) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
-
-
-def kill_everything(ws: Path) -> None:
-    """Teardown: SIGKILL this workspace's engines and workers (found by command line, nothing else)."""
-    for module in ("engine.runner.daemon", "engine.runner.worker"):
-        for proc in _processes_of(ws, module):
-            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-                os.killpg(proc.pid, signal.SIGKILL) if module == "engine.runner.worker" else proc.kill()
 
 
 @pytest.fixture
@@ -74,15 +38,6 @@ def ws(tmp_path: Path) -> Iterator[Path]:
         yield workspace
     finally:
         kill_everything(workspace)
-
-
-def status_of(ws: Path, run_id: str) -> str:
-    with st.open_store(ws) as s:
-        return s.get_run(run_id).status
-
-
-def wait_status(ws: Path, run_id: str, wanted: tuple[str, ...], timeout: float = 30) -> str:
-    return wait_for(lambda: (s := status_of(ws, run_id)) in wanted and s, timeout, f"{run_id} in {wanted}")
 
 
 def test_two_concurrent_starts_give_one_engine(ws):
@@ -288,17 +243,17 @@ def test_interrupted_foreground_run_is_resumed_by_the_engine(ws):
 
 
 def test_slots_share_the_cores_without_overriding_the_user(monkeypatch):
-    from engine.runner.daemon import make_slots
+    from engine.executors.local import make_slots
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("engine.runner.daemon.detect_gpus", lambda: [])
+    monkeypatch.setattr("engine.executors.local.detect_gpus", lambda: [])
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
     slots = make_slots(cpu_slots=3)
     assert [s.threads for s in slots] == [2, 2, 2]
     env = slots[0].worker_env({"PATH": "/bin"})
     assert env["OMP_NUM_THREADS"] == "2" and env["CUDA_VISIBLE_DEVICES"] == ""
     assert slots[0].worker_env({"OMP_NUM_THREADS": "5"})["OMP_NUM_THREADS"] == "5"
-    monkeypatch.setattr("engine.runner.daemon.detect_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr("engine.executors.local.detect_gpus", lambda: ["0", "1"])
     gpu = make_slots()
     assert [(s.gpu, s.threads) for s in gpu] == [("0", 4), ("1", 4)]
     assert gpu[1].worker_env({})["CUDA_VISIBLE_DEVICES"] == "1"
@@ -339,16 +294,15 @@ def test_a_run_whose_folder_is_gone_still_runs_and_the_engine_survives(ws):
 
 def test_reaping_a_worker_whose_run_was_already_removed_does_not_crash_the_engine(ws):
     """`runs wait X && runs rm X` can remove a run between its worker's last write and the engine's reap."""
-    from engine.runner.daemon import Engine, Slot, _Child
+    from engine.executors.local import Slot
+    from engine.runner.daemon import Engine
 
     engine = Engine(ws, [Slot("cpu0")])
-    engine.store = st.Store(ws)
+    engine.open()
     rid = engine.store.create_run("sleep", {"seconds": 0})
-    engine.store.finish(rid, st.SUCCEEDED)  # what the worker records just before it exits
+    engine.store.finish(rid, st.SUCCEEDED)  # what the engine records from the worker's outcome
     engine.store.remove([rid])
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    engine._reap(_Child(rid, engine.slots[0], proc), proc.returncode)  # must not raise
+    engine.head.settle(rid, st.FAILED, "worker exited")  # the worker's exit reaped afterwards: must not raise
     engine.store.close()
 
 

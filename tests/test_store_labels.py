@@ -74,6 +74,9 @@ def test_an_older_store_gains_the_table_and_one_that_cannot_be_migrated_reads_as
     st.open_store(ws).close()
     with sqlite3.connect(ws / st.DB_NAME) as conn:  # back to schema 2: a store written before this table
         conn.execute("DROP TABLE run_labels")
+        conn.execute("DROP TABLE ingest")  # and what schema 4 added
+        for column in ("executor", "executor_opts", "job_id"):
+            conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 2")
     with st.open_store(ws) as s:
         assert s._conn.execute("PRAGMA user_version").fetchone()[0] == len(st.core.MIGRATIONS)

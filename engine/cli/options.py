@@ -7,9 +7,59 @@ from typing import Annotated
 
 import typer
 
+from engine.executors import ExecutorSpec
 from engine.store import WORKSPACE_ENV
 
 Workspace = Annotated[Path | None, typer.Option(
     "--workspace", "-w", envvar=WORKSPACE_ENV, show_default="./runs",
     help="Run store folder (env GANAUG_WORKSPACE).")]
 Json = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+# Where runs execute (engine.executors): `ganaug run KIND` declares these, and so may any command that enqueues.
+ExecutorName = Annotated[str, typer.Option(
+    "--executor", help="Where the run executes: local (the engine's slots, or here) or slurm (a cluster job via "
+                       "submitit; options from [executor.slurm] of experiments.toml and the flags below).")]
+ExperimentsFile = Annotated[Path | None, typer.Option(
+    "--file", help="experiments.toml to read [executor.slurm] from (default ./experiments.toml, else the shipped "
+                   "file).")]
+Cluster = Annotated[str | None, typer.Option(
+    "--cluster", help="slurm, or local: submitit's LocalExecutor (jobs as local processes; tests and demos).")]
+Partition = Annotated[str | None, typer.Option("--partition", help="Slurm partition.")]
+TimeLimit = Annotated[str | None, typer.Option(
+    "--time", help="Job time limit: minutes, MM:SS, HH:MM:SS or D-HH:MM:SS.")]
+Gpus = Annotated[int | None, typer.Option("--gpus", help="GPUs per job (the run's device is cuda when > 0).")]
+Cpus = Annotated[int | None, typer.Option("--cpus", help="CPUs per job (also the run's thread count).")]
+Mem = Annotated[str | None, typer.Option("--mem", help="Memory per job, as Slurm's --mem (e.g. 32G).")]
+Sbatch = Annotated[list[str] | None, typer.Option(
+    "--sbatch", help="Another sbatch option KEY=VALUE (repeat), e.g. --sbatch account=derm --sbatch qos=long.")]
+
+
+def executor_from_options(executor: str, file: Path | None, *, cluster: str | None = None,
+                          partition: str | None = None, time: str | None = None, gpus: int | None = None,
+                          cpus: int | None = None, mem: str | None = None,
+                          sbatch: list[str] | None = None) -> ExecutorSpec:
+    """The ``ExecutorSpec`` the executor flags above describe (slurm: the file's table with the flags on top)."""
+    import json
+
+    from engine.errors import InputError
+    from engine.executors import executor_spec
+    from engine.executors.slurm import slurm_settings
+
+    extra: dict[str, object] = {}
+    for item in sbatch or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--sbatch {item!r}: expected KEY=VALUE (e.g. account=derm)")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        extra[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
+    flags = {"cluster": cluster, "partition": partition, "time": time, "gpus": gpus, "cpus": cpus, "mem": mem,
+             "sbatch": extra or None}
+    given = [f"--{k}" for k, v in flags.items() if v is not None]
+    if executor != "slurm":
+        if given or file is not None:
+            raise InputError(f"{(given or ['--file'])[0]} applies to --executor slurm only")
+        return executor_spec(executor)
+    return executor_spec("slurm", slurm_settings(file, flags))

@@ -15,7 +15,20 @@ from typing import Annotated, Any
 import typer
 
 from engine import store as st
-from engine.cli.options import Json, Workspace
+from engine.cli.options import (
+    Cluster,
+    Cpus,
+    ExecutorName,
+    ExperimentsFile,
+    Gpus,
+    Json,
+    Mem,
+    Partition,
+    Sbatch,
+    TimeLimit,
+    Workspace,
+    executor_from_options,
+)
 from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError, RunFailed
 from engine.runner.control import cancel_runs, pause_runs
 
@@ -109,7 +122,8 @@ def runs_show(run_id: RunId, json_out: Json = False, workspace: Workspace = None
         print(json.dumps(doc))
         return
     for key in ("id", "kind", "label", "experiment", "status", "exit_reason", "priority", "attempt", "resumes",
-                "slot", "pid", "host", "git_commit", "config_hash", "seed", "parents", "children", "run_dir"):
+                "executor", "job_id", "slot", "pid", "host", "git_commit", "config_hash", "seed", "parents",
+                "children", "run_dir"):
         print(f"{key:<12} {doc[key]}")
     if doc["val_auc"] is not None:
         print(f"{'val_auc':<12} {doc['val_auc']:.4f}")
@@ -129,7 +143,10 @@ def runs_logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
     workspace: Workspace = None,
 ) -> None:
-    """Print a run's log.txt (with -f: follow it until the run ends)."""
+    """Print a run's log.txt (with -f: follow it until the run ends); for a cluster run, then its job's own
+    output (what Slurm and submitit printed before and after the run, e.g. a node without the environment)."""
+    from engine.executors.slurm import job_logs
+
     with _store(workspace, readonly=True) as store:
         run = store.get_run(run_id)
         path = store.run_dir(run.id) / "log.txt"
@@ -137,17 +154,26 @@ def runs_logs(
         while True:
             # Look at the state before reading, so the bytes written just before the end are printed.
             ended = follow and store.get_run(run.id).status in _DONE
-            if path.is_file():
-                with open(path, "rb") as fh:
-                    fh.seek(pos)
-                    chunk = fh.read()
-                pos += len(chunk)
-                sys.stdout.write(chunk.decode("utf-8", "replace"))
-                sys.stdout.flush()
+            pos = _print_from(path, pos)
             if not follow or ended:
                 break
             time.sleep(0.2)
             store.reap_dead_owners()  # a run whose owner dies meanwhile ends: following stops there
+        for job_file in job_logs(store.run_dir(run.id), store.get_run(run.id).job_id):
+            sys.stdout.write(f"==> job output {job_file} <==\n")
+            _print_from(job_file, 0)
+
+
+def _print_from(path: Path, pos: int) -> int:
+    """Print ``path`` from byte ``pos`` (nothing if it is missing); the new position."""
+    if path.is_file():
+        with open(path, "rb") as fh:
+            fh.seek(pos)
+            chunk = fh.read()
+        pos += len(chunk)
+        sys.stdout.write(chunk.decode("utf-8", "replace"))
+        sys.stdout.flush()
+    return pos
 
 
 @runs_app.command("cancel")
@@ -361,15 +387,27 @@ def run_command(
     after: Annotated[list[str] | None, typer.Option("--after", help="Start only after this run succeeded.")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p")] = 0,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Only enqueue (the engine runs it).")] = False,
+    executor: ExecutorName = "local",
+    file: ExperimentsFile = None,
+    cluster: Cluster = None,
+    partition: Partition = None,
+    time_limit: TimeLimit = None,
+    gpus: Gpus = None,
+    cpus: Cpus = None,
+    mem: Mem = None,
+    sbatch: Sbatch = None,
     json_out: Json = False,
     workspace: Workspace = None,
 ) -> None:
-    """Enqueue a run and execute it in the foreground (or only enqueue it with --detach)."""
+    """Enqueue a run and execute it in the foreground (or only enqueue it with --detach). With --executor slurm it
+    runs as a cluster job: in the foreground this command submits it and watches it to its end."""
     from engine.runner.launch import launch
 
+    spec = executor_from_options(executor, file, cluster=cluster, partition=partition, time=time_limit, gpus=gpus,
+                                 cpus=cpus, mem=mem, sbatch=sbatch)
     cfg = parse_sets(sets or [], load_config(config))
     code = launch(kind, cfg, label=label, workspace=workspace, detach=detach, json_out=json_out,
-                  priority=priority, parents=after or ())
+                  priority=priority, parents=after or (), executor=spec)
     if code != EXIT_OK:
         raise typer.Exit(code)
 

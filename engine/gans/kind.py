@@ -233,9 +233,10 @@ def validate_gan_import(config: dict[str, Any], workspace: Path) -> dict[str, An
 def _device(requested: str, ctx: RunContext) -> Any:
     import torch
 
+    from engine.executors import check_device
+
     device = ctx.device if requested == "auto" else requested
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device: cuda requested but no CUDA GPU is visible (use --device cpu)")
+    check_device(device)
     if device == "cpu":
         torch.set_flush_denormal(True)  # tiny GAN weights and gradients otherwise hit the slow denormal path
     else:

@@ -2,8 +2,9 @@
 
 The store records the user's intent (``cancel_requested``, ``paused``) for every named run or for none (ids are
 all resolved first); a run executing in the engine is then signalled through its process group (the engine made
-it a group leader), a foreground ``ganaug run`` directly (it has no engine to relay a cancel). The CLI and the
-TUI both call these, so a run behaves the same whichever client the user chose.
+it a group leader), a foreground ``ganaug run`` directly (it has no engine to relay a cancel), a cluster job
+through its executor (``scancel``; ``scancel --signal=STOP|CONT``). The CLI and the TUI both call these, so a run
+behaves the same whichever client the user chose.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from collections.abc import Sequence
 from engine import procs
 from engine import store as st
 from engine.errors import InputError
+from engine.executors.slurm import cancel_job, signal_job
 
 
 def cancel_runs(store: st.Store, run_ids: Sequence[str]) -> list[tuple[st.Run, str]]:
     """Cancel runs; (run before, status afterwards) each — still running/paused while it stops gracefully."""
     done = store.cancel_runs(run_ids)
     for run, new in done:
-        if new in st.ACTIVE and run.engine_pid is None and run.pid:  # a foreground run: ask it directly
+        if new not in st.ACTIVE:
+            continue
+        if run.job_id is not None:  # a cluster job: its head records the end once the job stopped
+            cancel_job(run)
+        elif run.engine_pid is None and run.pid:  # a foreground run: ask it directly
             signal_owner(run, signal.SIGCONT)
             signal_owner(run, signal.SIGTERM)
     return done
@@ -31,10 +37,14 @@ def pause_runs(store: st.Store, run_ids: Sequence[str], paused: bool) -> list[tu
     """Hold waiting runs or suspend running ones (SIGSTOP); ``paused=False`` undoes it (SIGCONT)."""
     done = store.pause_runs(run_ids, paused)
     for run, new in done:
-        if paused and run.status == st.RUNNING:
-            signal_owner(run, signal.SIGSTOP)
-        elif not paused and new == st.RUNNING:
-            signal_owner(run, signal.SIGCONT)
+        sig = signal.SIGSTOP if paused and run.status == st.RUNNING else \
+            signal.SIGCONT if not paused and new == st.RUNNING else None
+        if sig is None:
+            continue
+        if run.job_id is not None:
+            signal_job(run, store.run_dir(run.id), sig)
+        else:
+            signal_owner(run, sig)
     return done
 
 

@@ -1,15 +1,15 @@
-"""The background engine: one detached daemon per store that starts queued runs in slots.
+"""The background engine: one detached daemon per store that starts queued runs on their executors.
 
-- Exactly one engine per workspace: it holds ``fcntl.flock`` on ``<workspace>/engine.lock`` for its life.
-  The kernel drops the lock when the process dies (kill -9 included), so a dead engine's lock is simply
-  taken over by the next start; ``engine.pid`` (JSON) says who holds it.
-- Slots: one per visible CUDA GPU (the run gets that GPU in ``CUDA_VISIBLE_DEVICES``), else ``cpu_slots``.
-- Each run executes in its own subprocess and process group (``python -m engine.runner.worker``): a crash,
-  segfault, OOM or kill of a run never takes the engine down, and the worker dies with the engine
-  (PR_SET_PDEATHSIG), so no run ever goes on unsupervised.
+- Exactly one engine per workspace: it holds ``fcntl.flock`` on ``engine.lock`` (beside the database:
+  ``engine.store.location``) for its life. The kernel drops the lock when the process dies (kill -9 included), so a
+  dead engine's lock is simply taken over by the next start; ``engine.pid`` (JSON) says who holds it.
+- Executors (``engine.executors``): ``local`` runs wait for one of the engine's slots and execute in a worker
+  subprocess there; ``slurm`` runs are submitted as cluster jobs once their parents succeeded. Either way the
+  worker writes only its run folder and the engine, as the head process (``engine.runner.head``), ingests it.
 - Crash recovery: on start, runs left running by a dead engine (or a dead foreground ``ganaug run``) are
   marked interrupted, then the policy applies to every interrupted run: ``resume`` (re-queue; the kind
   resumes from its checkpoint), ``restart`` (drop checkpoints, re-queue) or ``leave`` (until ``runs retry``).
+  Cluster jobs outlive the engine: a restarted engine finds them running and watches them again.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ import fcntl
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from engine import procs
 from engine import store as st
 from engine.errors import InputError, RunFailed
+from engine.executors.local import LocalExecutor, Slot, make_slots
 from engine.fsutil import atomic_write_json
-from engine.runner.worker import DEVICE_ENV, ENGINE_PID_ENV
+from engine.runner.head import Head
+from engine.store.location import engine_file
 from engine.store.owners import LOCK_FILE, PID_FILE, engine_info
 
 LOG_FILE = "engine.log"
@@ -44,51 +44,8 @@ POLICIES = ("resume", "restart", "leave")
 EXIT_ALREADY_RUNNING = 3
 POLL_S = float(os.environ.get("GANAUG_POLL", "0.5"))
 ORPHAN_CHECK_S = 5.0
-
-
-@dataclass(frozen=True)
-class Slot:
-    name: str  # "gpu<index>" or "cpu<n>"
-    gpu: str | None = None  # the CUDA device id the run sees as its only GPU
-    threads: int = 1  # this slot's share of the CPU cores: runs side by side must not oversubscribe OpenMP
-
-    @property
-    def device(self) -> str:
-        return "cuda" if self.gpu is not None else "cpu"
-
-    def worker_env(self, base: Mapping[str, str]) -> dict[str, str]:
-        """The environment of a run in this slot: its GPU only, and its share of the cores unless the user
-        already chose a thread count."""
-        env = dict(base)
-        env["CUDA_VISIBLE_DEVICES"] = self.gpu or ""
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, str(self.threads))
-        return env
-
-
-def detect_gpus() -> list[str]:
-    """Visible CUDA devices without importing torch: ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi -L``,
-    else (only when an NVIDIA driver is present) torch."""
-    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if cvd is not None:
-        out = []
-        for dev in (d.strip() for d in cvd.split(",")):
-            if not dev or dev.startswith("-"):
-                break  # CUDA ignores everything after an invalid entry
-            out.append(dev)
-        return out
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
-        except (subprocess.SubprocessError, OSError):
-            return []
-        return [str(i) for i, line in enumerate(ln for ln in listing.splitlines() if ln.startswith("GPU "))]
-    if Path("/proc/driver/nvidia").exists():
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    return []
+# Cluster jobs queued per pass at most (sbatch calls are throttled by submitit; the rest follow next pass).
+SUBMIT_PER_PASS = 50
 
 
 def check_options(*, policy: str = "resume", cpu_slots: int = 1, grace: float = 0.0) -> None:
@@ -99,15 +56,6 @@ def check_options(*, policy: str = "resume", cpu_slots: int = 1, grace: float = 
         raise InputError(f"--cpu-slots must be at least 1 (got {cpu_slots})")
     if not grace >= 0 or grace == float("inf"):  # also refuses NaN
         raise InputError(f"--grace must be a finite number of seconds >= 0 (got {grace})")
-
-
-def make_slots(cpu_slots: int = 1, use_gpus: bool = True) -> list[Slot]:
-    gpus = detect_gpus() if use_gpus else []
-    cores = len(os.sched_getaffinity(0))
-    if gpus:
-        return [Slot(f"gpu{g}", gpu=g, threads=max(1, cores // len(gpus))) for g in gpus]
-    check_options(cpu_slots=cpu_slots)
-    return [Slot(f"cpu{i}", threads=max(1, cores // cpu_slots)) for i in range(cpu_slots)]
 
 
 # ------------------------------------------------------------------------------------------ lock & info
@@ -143,23 +91,7 @@ def rotate_log(workspace: Path) -> bool:
     return True
 
 
-def _signal_group(pid: int | None, sig: int) -> None:
-    if pid:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-
-
 # ------------------------------------------------------------------------------------------ the engine
-@dataclass
-class _Child:
-    run_id: str
-    slot: Slot
-    proc: subprocess.Popen[bytes]
-    term_sent: float | None = None
-    cancelled: bool = False
-    log: IO[bytes] | None = field(default=None, repr=False)
-
-
 class Engine:
     """The daemon's state and loop (``serve``). Runs in the foreground of its own process."""
 
@@ -167,9 +99,9 @@ class Engine:
                  poll: float = POLL_S) -> None:
         check_options(policy=policy, grace=grace)
         self.workspace, self.slots, self.policy, self.grace, self.poll = workspace, slots, policy, grace, poll
-        self.children: dict[str, _Child] = {}  # slot name -> child
         self.stopping = False
         self.pid = os.getpid()
+        self.local = LocalExecutor(workspace, slots, engine_pid=self.pid, grace=grace, say=self.say)
 
     def say(self, msg: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} engine[{self.pid}] {msg}", flush=True)
@@ -190,17 +122,22 @@ class Engine:
             os.dup2(fd, 2)
             os.close(fd)
 
+    def open(self) -> None:
+        """The store and the head's machinery (``serve`` does this once it holds the lock)."""
+        self.store = st.Store(self.workspace)
+        self.head = Head(self.store, self.say)
+
     def serve(self) -> int:
-        lock = _try_lock(self.workspace / LOCK_FILE, wait_s=1.0)
+        lock = _try_lock(engine_file(self.workspace, LOCK_FILE), wait_s=1.0)
         if lock is None:
             info = engine_info(self.workspace) or {}
             self.say(f"another engine (pid {info.get('pid')}) serves {self.workspace}; exiting")
             return EXIT_ALREADY_RUNNING
+        pid_file = engine_file(self.workspace, PID_FILE)
         try:
-            self.store = st.Store(self.workspace)
-            old = self.workspace / PID_FILE
-            if old.exists():
-                self.say(f"took over the lock of a dead engine ({old.read_text().strip()[:120]})")
+            self.open()
+            if pid_file.exists():
+                self.say(f"took over the lock of a dead engine ({pid_file.read_text().strip()[:120]})")
             self._write_pid_file(ready=False)
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
@@ -225,9 +162,9 @@ class Engine:
             return 0
         finally:
             with contextlib.suppress(OSError):
-                info = json.loads((self.workspace / PID_FILE).read_text())
+                info = json.loads(pid_file.read_text())
                 if info.get("pid") == self.pid:
-                    (self.workspace / PID_FILE).unlink()
+                    pid_file.unlink()
             lock.close()
 
     def _sleep(self) -> None:
@@ -237,7 +174,7 @@ class Engine:
                 pass
 
     def _write_pid_file(self, *, ready: bool) -> None:
-        atomic_write_json(self.workspace / PID_FILE, {
+        atomic_write_json(engine_file(self.workspace, PID_FILE), {
             "pid": self.pid, "ready": ready, "started": time.time(), "policy": self.policy, "grace": self.grace,
             "slots": [{"name": s.name, "device": s.device, "gpu": s.gpu} for s in self.slots]})
 
@@ -248,8 +185,9 @@ class Engine:
     def reap_orphans(self) -> list[str]:
         """Runs whose owner is gone (a dead engine, a dead foreground ``ganaug run``, a worker we lost) are
         settled by the store's one rule (``Store.reap_dead_owners``): interrupted, cancelled when a cancel was
-        requested, still paused when the user paused them."""
-        found = self.store.reap_dead_owners(engine_pid=self.pid, mine={c.run_id for c in self.children.values()})
+        requested, still paused when the user paused them. Cluster jobs are judged by their state instead
+        (``tick``)."""
+        found = self.store.reap_dead_owners(engine_pid=self.pid, mine=self.local.running())
         for run_id in found:
             run = self.store.get_run(run_id)
             self.say(f"run {run_id} {run.status}: {run.exit_reason}")
@@ -271,94 +209,28 @@ class Engine:
 
     # -- the loop
     def tick(self) -> None:
-        for slot_name, child in list(self.children.items()):
-            rc = child.proc.poll()
-            if rc is not None:
-                self._reap(child, rc)
-                del self.children[slot_name]
-        self._handle_cancels()
+        for run_id, status, reason in self.local.poll():
+            self.head.settle(run_id, status, reason)
+        active = self.store.list_runs(status=st.ACTIVE)
+        self.head.watch(active, judge=self._judges)
+        self.local.cancel({r.id for r in active if r.cancel_requested})
         if self.stopping or self.store.queue_paused():
             return
-        free = [s for s in self.slots if s.name not in self.children]
-        if not free:
-            return
-        for run_id in self.store.runnable(len(free)):
-            if not free:
-                break
-            slot = free[0]
-            if self.store.claim(run_id, slot=slot.name, engine_pid=self.pid):
-                free.pop(0)
-                self._spawn(run_id, slot)
+        for run_id in self.store.runnable(self.local.capacity(), "local"):
+            self.local.start(self.store, run_id)
+        for run_id in self.store.runnable(SUBMIT_PER_PASS, "slurm"):
+            self.head.slurm.start(run_id, engine_pid=self.pid)
 
-    def _spawn(self, run_id: str, slot: Slot) -> None:
-        env = slot.worker_env(os.environ)
-        env.update({ENGINE_PID_ENV: str(self.pid), DEVICE_ENV: slot.device})
-        log = None
-        try:
-            # The folder may be gone (deleted by hand; a creator that died before making it): the run still runs.
-            self.store.run_dir(run_id).mkdir(exist_ok=True)
-            log = open(self.store.run_dir(run_id) / "log.txt", "ab")  # noqa: SIM115 (closed when reaped)
-            proc = subprocess.Popen([sys.executable, "-m", "engine.runner.worker", str(self.workspace), run_id],
-                                    env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
-        except OSError as exc:
-            if log is not None:
-                log.close()
-            self.store.finish(run_id, st.FAILED, f"could not start the worker: {exc}")
-            return
-        self.store.set_pid(run_id, proc.pid)
-        self.children[slot.name] = _Child(run_id, slot, proc, log=log)
-        self.say(f"run {run_id} started in slot {slot.name} (pid {proc.pid})")
-
-    def _reap(self, child: _Child, rc: int) -> None:
-        """A worker exited; if it could not record its own outcome (crash, kill), record it here."""
-        if child.log is not None:
-            child.log.close()
-        if child.cancelled:
-            status, reason = st.CANCELLED, "cancelled by user (killed after the grace period)"
-        elif self.stopping:
-            status, reason = st.INTERRUPTED, "engine stopped"
-        else:
-            status = st.FAILED
-            reason = (f"worker killed by signal {signal.Signals(-rc).name}" if rc < 0
-                      else f"worker exited with code {rc} without recording an outcome")
-        if self.store.finish(child.run_id, status, reason, only_from=st.ACTIVE):
-            self.say(f"run {child.run_id} {status}: {reason}")
-        else:
-            self.say(f"run {child.run_id} ended (outcome recorded by its worker)")  # it may be removed already
-
-    def _handle_cancels(self) -> None:
-        if not self.children:
-            return
-        flagged = {r.id for r in self.store.list_runs(status=st.ACTIVE) if r.cancel_requested}
-        now = time.monotonic()
-        for child in self.children.values():
-            if child.run_id in flagged and child.term_sent is None:
-                child.cancelled = True
-                self._terminate(child)
-            elif child.term_sent is not None and now - child.term_sent > self.grace:
-                _signal_group(child.proc.pid, signal.SIGKILL)
-
-    def _terminate(self, child: _Child) -> None:
-        child.term_sent = time.monotonic()
-        _signal_group(child.proc.pid, signal.SIGCONT)  # a paused (stopped) run must be able to react
-        _signal_group(child.proc.pid, signal.SIGTERM)
+    def _judges(self, run: st.Run) -> bool:
+        """Whether this engine judges a cluster run's job: not while a live foreground ``ganaug run`` does."""
+        return run.foreground_pid is None or not procs.alive(run.foreground_pid, run.foreground_started)
 
     def shutdown(self) -> None:
-        """Graceful stop: SIGTERM every run (they checkpoint and end interrupted), SIGKILL after the grace."""
+        """Graceful stop: SIGTERM every local run (they checkpoint and end interrupted), SIGKILL after the grace.
+        Cluster jobs go on: the next engine watches them again."""
         self.say("stopping")
-        for child in self.children.values():
-            self._terminate(child)
-        deadline = time.monotonic() + self.grace
-        while self.children:
-            for slot_name, child in list(self.children.items()):
-                rc = child.proc.poll()
-                if rc is not None:
-                    self._reap(child, rc)
-                    del self.children[slot_name]
-                elif time.monotonic() > deadline:
-                    _signal_group(child.proc.pid, signal.SIGKILL)
-            time.sleep(0.02)
+        for run_id, status, reason in self.local.shutdown():
+            self.head.settle(run_id, status, reason)
         self.say("stopped")
 
 

@@ -1,9 +1,11 @@
-"""The run store: one SQLite database in WAL mode (``<workspace>/ganaug.db``) plus one folder per run.
+"""The run store: one SQLite database in WAL mode (``<workspace>/ganaug.db``, or where ``workspace.toml`` puts it:
+``engine.store.location``) plus one folder per run.
 
-Why SQLite/WAL: many readers (CLI, TUI) and a few writers (engine, workers) on one machine, no server;
-WAL lets readers never block the writer. Every write is a short ``BEGIN IMMEDIATE`` transaction; every
-state change also rewrites the run's ``run.json`` atomically so a copied ``runs/`` folder is readable
-without the database.
+Why SQLite/WAL: many readers (CLI, TUI) and a few writers (the engine, a foreground ``ganaug run``) on one machine,
+no server; WAL lets readers never block the writer. Workers never open it: they write their run folder
+(``engine.store.runfolder``) and the head process ingests it (``engine.store.ingest``). Every write is a short
+``BEGIN IMMEDIATE`` transaction; every state change also rewrites the run's ``run.json`` atomically so a copied
+``runs/`` folder is readable without the database, and so a worker on any machine learns its run from it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import shutil
 import signal
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from engine import procs
 from engine.errors import DamagedStore, InputError
+from engine.fsutil import replace_text
 from engine.store import ids, owners
+from engine.store.location import db_path
 from engine.store.provenance import git_commit, provenance
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DB_NAME = "ganaug.db"
 WORKSPACE_ENV = "GANAUG_WORKSPACE"
 
 QUEUED, BLOCKED, RUNNING, PAUSED = "queued", "blocked", "running", "paused"
@@ -49,7 +51,7 @@ ACTIVE = (RUNNING, PAUSED)
 
 _COLUMNS = ("seq, id, kind, label, experiment, config, config_hash, seed, status, priority, slot, created, "
             "started, ended, pid, engine_pid, foreground_pid, host, heartbeat, attempt, exit_reason, progress, "
-            "cancel_requested, resumes, foreground_started, git_commit")
+            "cancel_requested, resumes, foreground_started, git_commit, executor, executor_opts, job_id")
 # Small tables checked before a process first writes (``PRAGMA quick_check(table)``): a damaged store is refused
 # before anything is written to it. ``metrics`` can hold millions of rows, so damage there shows when it is read.
 _CHECKED_TABLES = ("runs", "deps", "events", "experiments", "settings")
@@ -106,6 +108,9 @@ class Run:
     resumes: int = 0  # re-queued after its process died or was stopped without the user asking (not attempts)
     foreground_started: float | None = None  # start time of foreground_pid's process (pid reuse guard)
     git_commit: str | None = None  # the checkout that created / last started the run
+    executor: str = "local"  # "local" (engine slots, foreground) or "slurm" (a cluster job: engine.executors)
+    executor_opts: dict[str, Any] | None = None  # the executor's resolved options for this run (partition, time ...)
+    job_id: str | None = None  # the cluster job running it now (its owner: judged by the job's state, not a pid)
     parents: tuple[str, ...] = field(default=())
 
     @classmethod
@@ -113,14 +118,36 @@ class Run:
         d = dict(row)
         d["config"] = json.loads(d["config"])
         d["progress"] = json.loads(d["progress"]) if d["progress"] else None
+        d["executor_opts"] = json.loads(d["executor_opts"]) if d["executor_opts"] else None
         d["cancel_requested"] = bool(d["cancel_requested"])
         return cls(**d, parents=tuple(parents))
+
+    @property
+    def launched(self) -> bool:
+        """Whether a process or a cluster job was started for its current execution."""
+        return self.pid is not None or self.job_id is not None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (shallow: no deep copy, so 10,000 runs serialise fast)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["parents"] = list(self.parents)
         return d
+
+
+@dataclass
+class FolderUpdate:
+    """What the head read from one run folder since it last looked (``engine.store.ingest``)."""
+
+    run_id: str
+    start: int = 0  # the byte range of the run's metrics file the rows came from
+    end: int = 0
+    rows: Sequence[tuple[str, int, Any, float]] = ()
+    progress: dict[str, Any] | None = None
+    heartbeat: float | None = None
+    host: str | None = None
+    resumes: int | None = None  # the worker's count after a resume in place (a cluster job requeued)
+    resume_reason: str | None = None
+    rewound: bool = False  # the metrics file is shorter than the stored offset (replaced): read again from 0
 
 
 @dataclass(frozen=True)
@@ -135,6 +162,8 @@ class NewRun:
     parents: Sequence[str | int] = ()
     priority: int = 0
     labels: Sequence[str] = ()  # more (experiment, label) pairs this run serves besides its first label
+    executor: str = "local"  # engine.executors: ExecutorSpec.fields(kind) gives these two
+    executor_opts: dict[str, Any] | None = None
 
 
 class Store:
@@ -147,7 +176,7 @@ class Store:
 
     def __init__(self, workspace: Path, *, readonly: bool = False, create: bool = True) -> None:
         self.workspace = workspace
-        self.db_path = workspace / DB_NAME
+        self.db_path = db_path(workspace)
         self.readonly = readonly
         self._private: Path | None = None  # a private copy of a read-only store with an unmerged WAL
         self._checked = False  # integrity of the small tables verified before this connection's first write
@@ -160,18 +189,20 @@ class Store:
         if ws.exists() and not ws.is_dir():
             raise InputError(f"workspace {ws} is not a directory")
         if not create and not self.db_path.is_file():
-            raise InputError(f"no workspace at {ws}: {DB_NAME} does not exist there (check --workspace or "
-                             f"${WORKSPACE_ENV}; running something creates it)")
+            raise InputError(f"no workspace at {ws}: {self.db_path.name} does not exist "
+                             f"{'there' if self.db_path.parent == ws else f'at {self.db_path}'} (check --workspace "
+                             f"or ${WORKSPACE_ENV}; running something creates it)")
         writable = os.access(ws, os.W_OK) if ws.exists() else _creatable(ws)
         if not writable:
             if not self.readonly:
                 raise InputError(f"workspace {ws} is read-only: cannot write the run store there "
                                  "(use --workspace with a writable folder)")
             if not self.db_path.is_file():
-                raise InputError(f"workspace {ws} has no run store ({DB_NAME}) and is read-only")
+                raise InputError(f"workspace {ws} has no run store ({self.db_path}) and is read-only")
             return self._connect_read_only()
         try:
             ws.mkdir(parents=True, exist_ok=True)
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
             # mode=rw never creates the file: a reader's race with a deleted store stays an error, not a new store
             uri = f"file:{self.db_path}" + ("" if create else "?mode=rw")
             conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -194,13 +225,14 @@ class Store:
         """Read-only media: nothing else can write there, so no locks are needed. ``immutable=1`` would ignore
         an unmerged ``-wal`` (a store copied off a workstation mid-run) and miss its last writes: then the
         database and its WAL are copied to a private temporary folder and opened there, where SQLite replays it."""
-        wal = self.db_path.with_name(DB_NAME + "-wal")
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
         try:
             if wal.is_file() and wal.stat().st_size > 0:
                 self._private = Path(tempfile.mkdtemp(prefix="ganaug-ro-"))
-                shutil.copyfile(self.db_path, self._private / DB_NAME)
+                shutil.copyfile(self.db_path, self._private / self.db_path.name)
                 shutil.copyfile(wal, self._private / wal.name)
-                conn = sqlite3.connect(self._private / DB_NAME, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(self._private / self.db_path.name, isolation_level=None,
+                                       check_same_thread=False)
             else:
                 conn = sqlite3.connect(f"file:{self.db_path}?immutable=1", uri=True, isolation_level=None,
                                        check_same_thread=False)
@@ -244,7 +276,7 @@ class Store:
         self._damage = DamagedStore(
             f"run store {db} is damaged ({what}); ganaug will not write to it. Stop the engine, then recover it: "
             f"sqlite3 {db} .recover | sqlite3 {db.with_name('recovered.db')} and put recovered.db in its place "
-            f"(moving {DB_NAME}, {DB_NAME}-wal and {DB_NAME}-shm aside)")
+            f"(moving {db.name}, {db.name}-wal and {db.name}-shm aside)")
         return self._damage
 
     def _db_error(self, exc: sqlite3.DatabaseError) -> Exception:
@@ -333,10 +365,12 @@ class Store:
     # ---------------------------------------------------------------- creating runs
     def create_run(self, kind: str, config: dict[str, Any], *, label: str | None = None,
                    experiment: str | None = None, parents: Sequence[str] = (), priority: int = 0,
-                   foreground_pid: int | None = None) -> str:
+                   foreground_pid: int | None = None, executor: str = "local",
+                   executor_opts: dict[str, Any] | None = None) -> str:
         """Enqueue one run; returns its id. ``foreground_pid`` reserves it for that process (the engine
         leaves it alone while that process lives)."""
-        spec = NewRun(kind, config, label, experiment, tuple(parents), priority)
+        spec = NewRun(kind, config, label, experiment, tuple(parents), priority, executor=executor,
+                      executor_opts=executor_opts)
         return self.create_runs([spec], foreground_pid=foreground_pid)[0]
 
     def create_runs(self, specs: Iterable[NewRun], *, foreground_pid: int | None = None) -> list[str]:
@@ -369,11 +403,13 @@ class Store:
                                  (spec.experiment, now))
                 status = self._status_from_parents(conn, parents)
                 cfg = json.dumps(spec.config, sort_keys=True, default=str)
+                opts = None if spec.executor_opts is None else json.dumps(spec.executor_opts, sort_keys=True)
                 conn.execute(
                     "INSERT INTO runs(id, kind, label, experiment, config, config_hash, seed, status, priority,"
-                    " created, foreground_pid, foreground_started, git_commit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " created, foreground_pid, foreground_started, git_commit, executor, executor_opts)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (run_id, spec.kind, spec.label, spec.experiment, cfg, config_hash(spec.config),
-                     seed, status, int(spec.priority), now, foreground_pid, fg_started, commit))
+                     seed, status, int(spec.priority), now, foreground_pid, fg_started, commit, spec.executor, opts))
                 conn.executemany("INSERT INTO deps(child, parent) VALUES (?, ?)", [(run_id, p) for p in parents])
                 if spec.experiment is not None:
                     conn.executemany("INSERT OR IGNORE INTO run_labels(experiment, label, run_id) VALUES (?,?,?)",
@@ -606,12 +642,12 @@ class Store:
         self.set_setting("queue_paused", "1" if paused else "0")
 
     # ---------------------------------------------------------------- scheduling (engine side)
-    def runnable(self, limit: int) -> list[str]:
-        """Queued runs the engine may start, highest priority first, then first come first served."""
+    def runnable(self, limit: int, executor: str = "local") -> list[str]:
+        """Queued runs of ``executor`` the engine may start, highest priority first, then first come first served."""
         with self._read() as conn:
             return [r[0] for r in conn.execute(
-                "SELECT id FROM runs WHERE status = ? AND foreground_pid IS NULL ORDER BY priority DESC, seq"
-                " LIMIT ?", (QUEUED, limit))]
+                "SELECT id FROM runs WHERE status = ? AND foreground_pid IS NULL AND executor = ?"
+                " ORDER BY priority DESC, seq LIMIT ?", (QUEUED, executor, limit))]
 
     def foreground_waiting(self) -> list[Run]:
         """Queued/blocked runs reserved by a foreground ``ganaug run`` that has not started them yet."""
@@ -630,12 +666,13 @@ class Store:
             cur = conn.execute(
                 "UPDATE runs SET status = ?, slot = ?, engine_pid = ?, pid = ?, foreground_pid = ?,"
                 " foreground_started = ?, host = ?, started = ?, ended = NULL, heartbeat = ?, exit_reason = NULL,"
-                " progress = NULL, git_commit = ? WHERE id = ? AND status = ?",
+                " progress = NULL, git_commit = ?, job_id = NULL WHERE id = ? AND status = ?",
                 (RUNNING, slot, engine_pid, pid, foreground_pid, fg_started, provenance()["host"], now, now, commit,
                  run_id, QUEUED))
             if cur.rowcount != 1:
                 return False
             self._event(conn, run_id, "started", f"slot {slot}")
+        self.run_dir(run_id).mkdir(exist_ok=True)  # deleted by hand, or its creator died first: the worker needs it
         self._write_run_json([run_id])
         return True
 
@@ -643,12 +680,57 @@ class Store:
         with self._tx() as conn:
             conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (pid, run_id))
 
-    def heartbeat(self, run_id: str) -> bool:
-        """Record that the worker is alive; returns whether a cancel was requested."""
+    def set_job(self, run_id: str, job_id: str) -> None:
+        """Record the cluster job that now runs a claimed run (its owner from here on)."""
         with self._tx() as conn:
-            conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
-            row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return bool(row and row[0])
+            conn.execute("UPDATE runs SET job_id = ? WHERE id = ?", (job_id, run_id))
+            self._event(conn, run_id, "submitted", f"job {job_id}")
+        self._write_run_json([run_id])
+
+    # ---------------------------------------------------------------- ingestion (head side, engine.store.ingest)
+    def ingest_offsets(self, run_ids: Collection[str]) -> dict[str, int]:
+        """How far the metrics file of each run has been ingested (bytes; 0 when never)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT run_id, metrics_offset FROM ingest").fetchall() if len(run_ids) > 200 else [
+                r for rid in run_ids for r in conn.execute(
+                    "SELECT run_id, metrics_offset FROM ingest WHERE run_id = ?", (rid,))]
+        found = dict(rows)
+        return {rid: found.get(rid, 0) for rid in run_ids}
+
+    def apply_updates(self, updates: Sequence[FolderUpdate]) -> list[str]:
+        """Apply what the head read from run folders, all in one transaction. A metrics byte range is applied only
+        when the stored offset is still where it starts, and the new offset commits with the rows: two heads (the
+        engine and a foreground ``ganaug run``) reading one file never apply a range twice or out of order, and a
+        head that crashes re-reads exactly what was not committed. Returns the runs whose range was stale (re-read
+        from ``ingest_offsets``); updates of runs that no longer exist are dropped."""
+        stale: list[str] = []
+        bumped: list[str] = []
+        with self._tx() as conn:
+            for u in updates:
+                row = conn.execute("SELECT status, resumes FROM runs WHERE id = ?", (u.run_id,)).fetchone()
+                if row is None:
+                    continue
+                if u.end != u.start:
+                    got = conn.execute("SELECT metrics_offset FROM ingest WHERE run_id = ?", (u.run_id,)).fetchone()
+                    if (got[0] if got else 0) != u.start and not u.rewound:
+                        stale.append(u.run_id)
+                    else:
+                        self._insert_metrics(conn, u.run_id, u.rows)
+                        conn.execute("INSERT INTO ingest(run_id, metrics_offset) VALUES (?, ?) ON CONFLICT(run_id)"
+                                     " DO UPDATE SET metrics_offset = excluded.metrics_offset", (u.run_id, u.end))
+                if row[0] not in ACTIVE:
+                    continue
+                if u.resumes is not None and u.resumes > row[1]:
+                    conn.execute("UPDATE runs SET resumes = ?, progress = NULL WHERE id = ?", (u.resumes, u.run_id))
+                    self._event(conn, u.run_id, "resume", u.resume_reason or f"resumed in place ({u.resumes})")
+                    bumped.append(u.run_id)
+                if u.progress is not None:
+                    conn.execute("UPDATE runs SET progress = ? WHERE id = ?", (json.dumps(u.progress), u.run_id))
+                if u.heartbeat is not None:
+                    conn.execute("UPDATE runs SET heartbeat = max(coalesce(heartbeat, 0), ?), host = coalesce(?, host)"
+                                 " WHERE id = ?", (u.heartbeat, u.host, u.run_id))
+        self._write_run_json(bumped)
+        return stale
 
     def set_progress(self, run_id: str, done: int, total: int, desc: str) -> None:
         prog = json.dumps({"done": done, "total": total, "desc": desc, "time": time.time()})
@@ -661,8 +743,12 @@ class Store:
         if not rows:
             return
         with self._tx() as conn:
-            conn.executemany("INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall) VALUES (?,?,?,?,?)",
-                             [(run_id, n, s, v, w) for n, s, v, w in rows])
+            self._insert_metrics(conn, run_id, rows)
+
+    @staticmethod
+    def _insert_metrics(conn: sqlite3.Connection, run_id: str, rows: Sequence[tuple[str, int, Any, float]]) -> None:
+        conn.executemany("INSERT OR REPLACE INTO metrics(run_id, name, step, value, wall) VALUES (?,?,?,?,?)",
+                         [(run_id, n, s, v, w) for n, s, v, w in rows])
 
     def finish(self, run_id: str, status: str, reason: str | None = None, *, only_from: Sequence[str] = ()) -> bool:
         """End a run in ``status`` and settle its descendants (unblock, or dependency-failed).
@@ -726,9 +812,17 @@ class Store:
             if run.engine_pid is not None and run.pid is not None and owners.worker_alive(run):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, signal.SIGKILL)
-            if self._orphaned(run, reason):
+            if self._drained(run) and self._orphaned(run, reason):
                 found.append(run.id)
         return found
+
+    def _drained(self, run: Run) -> bool:
+        """Ingest what an orphan's worker left in its folder (its last metrics, or the outcome it wrote just before
+        its owner died); True when the run still needs settling."""
+        from engine.store.ingest import Ingestor
+
+        Ingestor(self).ingest([run])
+        return self.get_run(run.id).status == run.status
 
     def _orphaned(self, run: Run, reason: str) -> bool:
         if run.status == PAUSED and not run.cancel_requested:
@@ -774,7 +868,7 @@ class Store:
                 raise InputError(f"run {run.id} is {run.status}: nothing to cancel")
         out = []
         for run in runs:
-            if run.status in (QUEUED, BLOCKED, INTERRUPTED) or (run.status == PAUSED and run.pid is None):
+            if run.status in (QUEUED, BLOCKED, INTERRUPTED) or (run.status == PAUSED and not run.launched):
                 self.finish(run.id, CANCELLED, "cancelled by user")
                 out.append((run, CANCELLED))
                 continue
@@ -819,7 +913,7 @@ class Store:
     def _requeue(self, conn: sqlite3.Connection, run_id: str, status: str, *, resume: bool) -> None:
         counter = "resumes = resumes + 1" if resume else "attempt = attempt + 1"
         conn.execute(f"UPDATE runs SET status = ?, {counter}, started = NULL, ended = NULL, pid = NULL,"
-                     " engine_pid = NULL, foreground_pid = NULL, foreground_started = NULL, slot = NULL,"
+                     " engine_pid = NULL, foreground_pid = NULL, foreground_started = NULL, slot = NULL, job_id = NULL,"
                      " exit_reason = NULL, progress = NULL, cancel_requested = 0 WHERE id = ?", (status, run_id))
         self._event(conn, run_id, status, "resume" if resume else "retry")
 
@@ -862,7 +956,7 @@ class Store:
                 if paused:
                     new = PAUSED
                 else:
-                    new = RUNNING if run.pid is not None and run.started is not None and run.ended is None else \
+                    new = RUNNING if run.launched and run.started is not None and run.ended is None else \
                         self._status_from_parents(conn, run.parents)
                 conn.execute("UPDATE runs SET status = ? WHERE id = ?", (new, run.id))
                 self._event(conn, run.id, new, "")
@@ -888,7 +982,8 @@ class Store:
                 if kept:
                     raise InputError(f"run {run.id} has dependent runs ({', '.join(kept[:3])}); remove them too")
             for rid in doomed:
-                for sql in ("DELETE FROM metrics WHERE run_id = ?", "DELETE FROM events WHERE run_id = ?",
+                for sql in ("DELETE FROM metrics WHERE run_id = ?", "DELETE FROM ingest WHERE run_id = ?",
+                            "DELETE FROM events WHERE run_id = ?",
                             "DELETE FROM deps WHERE child = ?", "DELETE FROM run_labels WHERE run_id = ?",
                             "DELETE FROM runs WHERE id = ?"):
                     conn.execute(sql, (rid,))
@@ -916,13 +1011,14 @@ class Store:
                 "id": run.id, "kind": run.kind, "label": run.label, "experiment": run.experiment,
                 "config": run.config, "config_hash": run.config_hash, "seed": run.seed, "status": run.status,
                 "priority": run.priority, "attempt": run.attempt, "resumes": run.resumes,
-                "parents": list(run.parents),
+                "parents": list(run.parents), "executor": run.executor, "executor_opts": run.executor_opts,
+                "job_id": run.job_id,
                 "slot": run.slot, "exit_reason": run.exit_reason,
                 "created": _iso(run.created), "started": _iso(run.started), "ended": _iso(run.ended),
                 "host": run.host or prov["host"], "git_commit": run.git_commit, "packages": prov["packages"],
                 "schema_version": SCHEMA_VERSION,
             }
-            _replace_text(self.run_dir(rid) / "run.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
+            replace_text(self.run_dir(rid) / "run.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def config_paths(node: Any) -> Iterator[str]:
@@ -949,18 +1045,6 @@ def _seed(spec: NewRun) -> int:
         raise InputError(f"config of a {spec.kind!r} run: key 'seed': expected an integer >= 0, "
                          f"got {spec.config['seed']!r}")
     return seed
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write-then-rename without fsync or a random temp name: run.json is rewritten at every state change
-    of thousands of runs and the database stays the source of truth, so only atomicity matters here."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class _TakenOrOnDisk:

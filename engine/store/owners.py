@@ -1,10 +1,12 @@
 """Who owns a running run, and whether that owner still lives.
 
-A run in progress belongs to the engine that launched its worker (``engine_pid``) or to a foreground ``ganaug
-run`` (``foreground_pid`` + ``foreground_started``). The engine is alive exactly while it holds
-``flock(engine.lock)`` (the kernel drops it when the process dies, kill -9 included) and ``engine.pid`` names it;
-a foreground owner is alive while a process with that pid AND that start time exists (a pid alone may have been
-handed to another process). Any store command can therefore tell an orphan from a live run without an engine.
+A run in progress belongs to the engine that launched its worker (``engine_pid``), to a foreground ``ganaug
+run`` (``foreground_pid`` + ``foreground_started``), or, once submitted, to its cluster job (``job_id``). The
+engine is alive exactly while it holds ``flock(engine.lock)`` (the kernel drops it when the process dies, kill -9
+included) and ``engine.pid`` names it; a foreground owner is alive while a process with that pid AND that start
+time exists (a pid alone may have been handed to another process). Any store command can therefore tell an
+orphan from a live run without an engine. A cluster job outlives the head that submitted it: only a head asking
+the cluster (``engine.executors``) judges it, by the job's state.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import procs
+from engine.store.location import engine_file
 from engine.store.provenance import host as this_host
 
 if TYPE_CHECKING:
@@ -25,7 +28,7 @@ LOCK_FILE, PID_FILE = "engine.lock", "engine.pid"
 
 def engine_info(workspace: Path) -> dict[str, Any] | None:
     """``engine.pid`` of the live engine serving ``workspace``, or None when no engine holds the lock."""
-    lock = workspace / LOCK_FILE
+    lock = engine_file(workspace, LOCK_FILE)
     if not lock.exists():
         return None
     try:
@@ -40,7 +43,7 @@ def engine_info(workspace: Path) -> dict[str, Any] | None:
         else:
             return None
     try:
-        return json.loads((workspace / PID_FILE).read_text())
+        return json.loads(engine_file(workspace, PID_FILE).read_text())
     except (OSError, ValueError):
         return {"pid": None, "ready": False}  # starting up: lock taken, pid file not written yet
 
@@ -57,6 +60,8 @@ def owner_gone(run: Run, live_engine: dict[str, Any] | None, caller_engine: int 
     which alone may call one of its own runs orphaned (its worker is not among its children)."""
     if run.pid is None and run.foreground_pid is None:
         return None  # held before it ever started (a paused queued run): nobody owns it
+    if run.job_id is not None:
+        return None  # a cluster job owns it: judged by the job's state (engine.executors), never by a local pid
     if run.host not in (None, this_host()):
         return None  # started on another machine: nothing here can check it
     if run.engine_pid is not None:

@@ -87,6 +87,20 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX run_labels_run ON run_labels(run_id)",
     ],
+    # 4: executors (issue 13). Workers write only their run folder; the head ingests it.
+    [
+        # Which executor runs it ("local": the engine's slots or a foreground `ganaug run`; "slurm": a cluster job
+        # through submitit), its resolved options (JSON: partition, time, GPUs ...) and the job that runs it now.
+        "ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT 'local'",
+        "ALTER TABLE runs ADD COLUMN executor_opts TEXT",
+        "ALTER TABLE runs ADD COLUMN job_id TEXT",
+        # How far the head has read each run's append-only metrics file, committed with the rows it read: a head
+        # that crashes re-reads from here, and (name, step) stays unique, so nothing is lost or duplicated.
+        """CREATE TABLE ingest (
+            run_id TEXT PRIMARY KEY,
+            metrics_offset INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

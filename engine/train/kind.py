@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
+from engine.executors import check_device
 from engine.fsutil import atomic_write_json
 from engine.runner.kinds import RunContext, register_kind
 from engine.train.config import TEST_SET_NAMES, ClassifyConfig, TestSetConfig, parse_config
@@ -79,13 +80,6 @@ def check_pixels_disjoint(name: str, ids: Sequence[str], images: np.ndarray, syn
         if key in synthetic:
             raise InputError(f"test set {name}: image {image_id} has the same pixels as synthetic training image "
                              f"{synthetic[key]}; nothing was scored")
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device: cuda requested but no CUDA GPU is visible (use --device cpu)")
 
 
 def _class_counts(records: Sequence[LesionRecord]) -> tuple[int, int]:
@@ -150,7 +144,7 @@ def validate_classify(config: dict[str, Any], workspace: Path) -> dict[str, Any]
     from engine.train.model import check_model
 
     cfg = parse_config(config)
-    _check_device(cfg.device)
+    check_device(cfg.device)  # asks the executor the run goes to (engine.executors)
     check_model(cfg.model)
     listing = check_layout(cfg.data.format, cfg.data.root)
     split_file = Path(cfg.data.split_file).expanduser() if cfg.data.split_file else None
@@ -175,7 +169,7 @@ def run_classify(ctx: RunContext) -> None:
     t_start = time.perf_counter()
     cfg = parse_config(ctx.config)
     device = ctx.device if cfg.device == "auto" else cfg.device
-    _check_device(device)
+    check_device(device)
 
     import numpy as np
     import torch
