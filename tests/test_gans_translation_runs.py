@@ -152,6 +152,16 @@ def test_train_sample_pool_end_to_end(setup: dict[str, Any], tmp_path: Path, fam
     info = json.loads((pool_dir / "result.json").read_text())
     assert info["per_class"] == {"benign": len(train) - n_mel, "melanoma": n_mel} and info["images_per_s"] > 0
 
+    # The audit of a translation pool: the training images are those of the training masks (never the masks'
+    # own split of the mask folder), the yardstick the ISIC 2019 split's validation images.
+    code, out = cli("audit", pool_dir.name, "--helper", setup["features"], "--device", "cpu", "--workspace", ws,
+                    "--json")
+    assert code == 0, out
+    audit = json.loads(out)
+    assert {c: v["n"] for c, v in audit["per_class"].items()} == info["per_class"]
+    assert {c["train_image"] for c in audit["closest"]} <= {m.image_id for m in train}
+    assert not list((setup["ws"] / "splits").glob("isic2018-masks-*"))
+
 
 def test_spade_interrupted_and_resumed_equals_uninterrupted(setup: dict[str, Any], tmp_path: Path) -> None:
     config = _config(setup, "spade", batch=16, kimg=2)  # 125 steps, checkpoints after steps 63 and 125

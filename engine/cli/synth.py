@@ -134,20 +134,19 @@ def install(app: typer.Typer) -> None:
     ) -> None:
         """Memorization audit: nearest training image of each synthetic image vs the validation images'."""
         from engine.store import open_store
-        from engine.synth.audit import AUDIT_DIR, data_of, run_audit, synthetic_of
+        from engine.synth.audit import AUDIT_DIR, classifier_data, data_of, run_audit, run_meta
         from engine.synth.select import default_helper
-        from engine.train.config import DataConfig
 
         given = _data(data, format, split_seed, split_file, required=False)
         with open_store(workspace) as store:
             run_id = store.resolve(run)
             ws = store.workspace
-            _, meta = synthetic_of(ws, run_id)
-            data_cfg = DataConfig.model_validate(given) if given else data_of(ws, meta)
+            meta = run_meta(ws / run_id)
+            data_cfg = given or data_of(ws, meta)
             helper_id = store.resolve(helper) if helper else (meta.get("config") or {}).get("samplers", {}).get(
                 "helper")
-            if helper_id is None and data_cfg is not None:
-                helper_id = default_helper(store, data_cfg)
+            if helper_id is None and data_cfg is not None and (clf_data := classifier_data(data_cfg)) is not None:
+                helper_id = default_helper(store, clf_data)
         if device == "auto":
             import torch
 
