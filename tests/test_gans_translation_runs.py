@@ -164,8 +164,8 @@ def test_train_sample_pool_end_to_end(setup: dict[str, Any], tmp_path: Path, fam
 
 
 def test_spade_interrupted_and_resumed_equals_uninterrupted(setup: dict[str, Any], tmp_path: Path) -> None:
-    config = _config(setup, "spade", batch=16, kimg=2)  # 125 steps, checkpoints after steps 63 and 125
-    runs = assert_resume_equals_uninterrupted(tmp_path, setup["ws"], config, stop_after=90)
+    config = _config(setup, "spade", kimg=2)  # 63 steps of 32, checkpoints after steps 32 and 63
+    runs = assert_resume_equals_uninterrupted(tmp_path, setup["ws"], config, stop_after=45)
     snapshot = json.loads((runs["ref"].run_dir / "result.json").read_text())["checkpoints"][0]["path"]
     # batch-norm statistics are part of what must match (SPADE's parameter-free norm keeps running stats)
     assert any("running_mean" in k for k in torch.load(runs["ref"].run_dir / snapshot, weights_only=True)["generator"])
