@@ -3,7 +3,6 @@ resume-equality check, and the in-memory run context (``fake_context``)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from fake_context import FakeContext
-from PIL import Image
+from toy_data import write_generic_csv
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -23,12 +22,10 @@ RES = 32
 
 def write_lesions(root: Path, n: int, seed: int) -> Path:
     """Generic-CSV set of toy lesions: benign = small light-brown disc, melanoma = large dark blotch."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:RES, 0:RES]
-    rows = []
-    for i in range(n):
-        label = int(i % 3 == 0)
+
+    def lesion(label: int) -> np.ndarray:
         img = np.empty((RES, RES, 3))
         img[:] = [220, 180, 160] + rng.normal(0, 6, size=3)
         cy, cx = rng.uniform(12, 20, size=2)
@@ -36,13 +33,10 @@ def write_lesions(root: Path, n: int, seed: int) -> Path:
         inside = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
         img[inside] = [60, 35, 40] if label else [150, 100, 70]
         img += rng.normal(0, 4, size=img.shape)
-        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / f"l{seed}_{i:03d}.png")
-        rows.append((f"l{seed}_{i:03d}.png", label))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "label"])
-        w.writerows(rows)
-    return root
+        return img.clip(0, 255).astype(np.uint8)
+
+    labels = [int(i % 3 == 0) for i in range(n)]
+    return write_generic_csv(root, ((f"l{seed}_{i:03d}.png", lesion(y), y) for i, y in enumerate(labels)))
 
 
 def cli(*args: str) -> tuple[int, str]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from toy_data import write_generic_csv
 from typer.testing import CliRunner
 
 from engine.errors import InputError
@@ -27,18 +26,9 @@ def blob(rng: np.random.Generator, res: int, label: int) -> np.ndarray:
 
 def csv_set(root: Path, n: int, res: int = 24, seed: int = 0) -> Path:
     """A generic-CSV real data set of ``n`` blob images, every third a melanoma."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = int(i % 3 == 0)
-        Image.fromarray(blob(rng, res, label)).save(root / f"img{i:04d}.png")
-        rows.append((f"img{i:04d}.png", label))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "label"])
-        w.writerows(rows)
-    return root
+    labels = [int(i % 3 == 0) for i in range(n)]
+    return write_generic_csv(root, ((f"img{i:04d}.png", blob(rng, res, y), y) for i, y in enumerate(labels)))
 
 
 def pool_run(ws: Path, images: np.ndarray, labels: list[int] | np.ndarray, family: str = "stylegan2",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from toy_data import write_generic_csv
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -21,21 +22,15 @@ RES = 32
 
 def write_csv_set(root: Path, n: int, seed: int, shift: int = 0) -> Path:
     """A generic-CSV data set of learnable toy lesions (dark blob = melanoma, light blob = benign)."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = i % 2
+
+    def blob(label: int) -> np.ndarray:
         img = rng.integers(110 + shift, 170 + shift, size=(RES, RES, 3)).astype(np.uint8)
         r, c = rng.integers(4, RES - 14, size=2)
         img[r:r + 10, c:c + 10] = 30 if label else 230
-        Image.fromarray(img).save(root / f"img{seed}_{i:04d}.png")
-        rows.append((f"img{seed}_{i:04d}.png", label))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "label"])
-        w.writerows(rows)
-    return root
+        return img
+
+    return write_generic_csv(root, ((f"img{seed}_{i:04d}.png", blob(i % 2), i % 2) for i in range(n)))
 
 
 @pytest.fixture(scope="module")
