@@ -4,18 +4,12 @@ resume-equality check, and the in-memory run context (``fake_context``)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from fake_context import FakeContext
-from toy_data import write_generic_csv
-from typer.testing import CliRunner
-
-from engine.cli import app
-from engine.errors import InputError
+from helpers import FakeContext, cli, write_generic_csv
 
 RES = 32
 
@@ -37,17 +31,6 @@ def write_lesions(root: Path, n: int, seed: int) -> Path:
 
     labels = [int(i % 3 == 0) for i in range(n)]
     return write_generic_csv(root, ((f"l{seed}_{i:03d}.png", lesion(y), y) for i, y in enumerate(labels)))
-
-
-def cli(*args: str) -> tuple[int, str]:
-    """Invoke ``ganaug`` in-process; an InputError is (2, its message) like the console script prints it."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, InputError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout
 
 
 def train_classifier(ws: Path, data: Path, fmt: str = "csv") -> str:

@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from toy_data import write_generic_csv
-from typer.testing import CliRunner
-
-from engine.errors import InputError
+from helpers import cli as run_cli
+from helpers import write_generic_csv
 
 
 def blob(rng: np.random.Generator, res: int, label: int) -> np.ndarray:
@@ -58,13 +56,8 @@ def pool_run(ws: Path, images: np.ndarray, labels: list[int] | np.ndarray, famil
 
 
 def cli(ws: Path, *args: str) -> tuple[int, str]:
-    """Run ``ganaug ARGS --workspace WS``; an InputError comes back as (2, its message) like the console script."""
-    from engine.cli import app
-
-    result = CliRunner().invoke(app, [*args, "--workspace", str(ws)])
-    if isinstance(result.exception, InputError):
-        return 2, str(result.exception)
-    return result.exit_code, result.stdout
+    """``ganaug ARGS --workspace WS`` in-process (``helpers.cli``)."""
+    return run_cli(*args, "--workspace", str(ws))
 
 
 class ScriptedHelper:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from fake_context import FakeContext
+from helpers import FakeContext
 
 from engine.errors import InputError
 from engine.train.augment import Augmenter, make_generator

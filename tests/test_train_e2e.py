@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import cli, write_generic_csv
 from PIL import Image
-from toy_data import write_generic_csv
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -40,14 +39,9 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def train_cli(ws: Path, data: Path, *extra: str, fmt: str = "csv") -> tuple[int, str]:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    args = ["train", "--data", str(data), "--format", fmt, "--model", "test_resnet", "--res", str(RES),
-            "--no-pretrained", "--batch-size", "16", "--lr", "0.05", "--tta", "3", "--workspace", str(ws),
-            "--json", *extra]
-    result = CliRunner().invoke(app, args)
-    if isinstance(result.exception, InputError):
-        return 2, str(result.exception)
-    return result.exit_code, result.stdout
+    return cli("train", "--data", str(data), "--format", fmt, "--model", "test_resnet", "--res", str(RES),
+               "--no-pretrained", "--batch-size", "16", "--lr", "0.05", "--tta", "3", "--workspace", str(ws),
+               "--json", *extra)
 
 
 def test_train_command_writes_consistent_artefacts(tmp_path: Path, datasets: dict[str, Path]) -> None:
