@@ -210,7 +210,11 @@ def pool_gan(workspace: Path, run_id: str) -> str | None:
     from engine.synth.pool import POOL_DIR
 
     run_dir = Path(workspace) / run_id
-    if (run_dir / POOL_DIR / "pool.json").is_file():
+    info = run_dir / POOL_DIR / "pool.json"
+    if info.is_file():
+        family = json.loads(info.read_text()).get("family")
+        if isinstance(family, str):  # what gan-pool records: no need to read a 200,000-row pool.csv
+            return family
         pool = Pool(run_dir)
         family = pool_family(workspace, pool, sorted({r["gan_run"] for r in pool.rows}))
         if family:
