@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.config import TRANSLATION_GANS, Configuration
+from engine.config import MAX_DIVERSE_THRESHOLD, TRANSLATION_GANS, Configuration
 from engine.errors import InputError
 from engine.fsutil import atomic_write_json, atomic_write_text
 from engine.runner.kinds import RunContext, register_kind
@@ -58,7 +58,7 @@ class _Strict(BaseModel):
 class SamplerSettings(_Strict):
     """``[samplers]`` of ``experiments.toml``: shared by every sampler, each reads what it needs."""
 
-    diverse_threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=31)
+    diverse_threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=MAX_DIVERSE_THRESHOLD)
     all_mode: Literal["union", "share"] = "union"
     helper: str | None = None  # classify run whose best checkpoint ranks best/worst
     seed: int = 0  # of the random order (random sampling, diverse's visiting order); never the replicate
