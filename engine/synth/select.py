@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.config import MAX_DIVERSE_THRESHOLD, TRANSLATION_GANS, Configuration
-from engine.errors import InputError
+from engine.errors import InputError, config_error
 from engine.fsutil import atomic_write_json, atomic_write_text
 from engine.runner.kinds import RunContext, register_kind
 from engine.synth.pool import CLASS_NAMES, Pool
@@ -83,9 +83,7 @@ def parse_select_config(raw: dict[str, Any]) -> SelectConfig:
     try:
         cfg = SelectConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise InputError(f"select config: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise config_error(exc, "select config") from None
     try:
         conf = cfg.configuration
     except ValueError as exc:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from engine.errors import InputError
+from engine.errors import config_error
 from engine.synth.mix import Source, parse_sources
 
 # Data-set formats the data layer reads, and the canonical test-set name of each.
@@ -274,8 +274,4 @@ def parse_config(raw: dict[str, Any]) -> ClassifyConfig:
     try:
         return ClassifyConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        sep = "" if msg.startswith("[") else ": "  # a list entry's own index: synthetic[1]: ...
-        raise InputError(f"classify config: {where}{sep}{msg}") from None
+        raise config_error(exc, "classify config") from None
