@@ -98,7 +98,7 @@ def check_protocols(store: Store, experiment: Experiment, runs: pd.DataFrame) ->
     models" would otherwise pass as an effect of the synthetic images."""
     from engine.train.config import protocol_diff, protocol_key
 
-    configs = {r.id: r.config for r in store.get_runs(runs["run_id"].tolist())}
+    configs = store.run_configs(runs["run_id"].tolist())
     by_label = runs.groupby("label")["run_id"].apply(list).to_dict()
     for group, confs in experiment.groups:
         labels = [experiment.baseline_of(group), *(c.label for c in confs)]
