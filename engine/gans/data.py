@@ -43,10 +43,6 @@ class GanData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def res(self) -> int:
-        return int(self.images.shape[1])
-
     def batch(self, index: np.ndarray, device: torch.device) -> GanBatch:
         """Rows ``index`` as a GanBatch on ``device``: images float NCHW in [-1, 1]."""
         from engine.train.augment import Augmenter
