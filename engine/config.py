@@ -193,6 +193,9 @@ class Configuration:
 
 EXPERIMENTS_FILE = "experiments.toml"
 ALL_MODES = ("union", "share")
+# The diverse sampler's near-duplicate threshold, in bits of the 64-bit pHash: its exact multi-index search
+# (engine.synth.hamming) works below 32 bits, and half the hash differing is no near-duplicate anyway.
+MAX_DIVERSE_THRESHOLD = 31
 # Classify keys that the grid derives from [data] and from each label, so [protocol] may not set them.
 GRID_KEYS = ("data", "tests", "real_fraction", "replicate", "synthetic")
 # Classify keys that name files: ${ENV}, {workspace} and toml-relative paths are resolved in them too.
@@ -260,7 +263,7 @@ class GanSpec:
     tag: str
     family: str
     preset: str = "paper"
-    kimg: float | None = None
+    kimg: int | None = None
     features: str | None = "baseline"
     fid_weights: str | None = None
     pool_per_class: int | None = None
@@ -594,9 +597,7 @@ class _Loader:
             preset = self.string(t, "preset", gkey) or "paper"
             if preset not in PRESETS:
                 raise self.fail(f"{gkey}.preset", f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-            kimg = t.get("kimg")
-            if kimg is not None and (isinstance(kimg, bool) or not isinstance(kimg, int | float) or kimg <= 0):
-                raise self.fail(f"{gkey}.kimg", f"must be a positive number of thousands of images, got {kimg!r}")
+            kimg = self.integer(t, "kimg", gkey, minimum=1)  # thousands of images, as gan-train takes it
             features = self.string(t, "features", gkey)
             fid_weights = self.path_key(t, "fid_weights", gkey, bad)
             if features is not None and fid_weights is not None:
@@ -621,9 +622,9 @@ class _Loader:
             return exp_key if name in exp_table else file_key
 
         threshold = self.integer(merged, "diverse_threshold", key("diverse_threshold"))
-        if threshold is not None and threshold > 64:
+        if threshold is not None and threshold > MAX_DIVERSE_THRESHOLD:
             raise self.fail(f"{key('diverse_threshold')}.diverse_threshold",
-                            f"a Hamming distance between 64-bit pHashes is 0..64, got {threshold}")
+                            f"must be 0..{MAX_DIVERSE_THRESHOLD} bits of the 64-bit pHash, got {threshold}")
         mode = self.string(merged, "all_mode", key("all_mode")) or "union"
         if mode not in ALL_MODES:
             raise self.fail(f"{key('all_mode')}.all_mode", f"must be one of {', '.join(ALL_MODES)}, got {mode!r}")

@@ -1,33 +1,25 @@
-"""Shared by the GAN run tests: a toy lesion data set and a tiny classify run whose features the metrics use."""
+"""Shared by the GAN run tests: a toy lesion data set, a tiny classify run whose features the metrics use, the
+resume-equality check, and the in-memory run context (``fake_context``)."""
 
 from __future__ import annotations
 
-import csv
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from typer.testing import CliRunner
-
-from engine.cli import app
-from engine.errors import InputError
+from helpers import FakeContext, cli, write_generic_csv
 
 RES = 32
 
 
 def write_lesions(root: Path, n: int, seed: int) -> Path:
     """Generic-CSV set of toy lesions: benign = small light-brown disc, melanoma = large dark blotch."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:RES, 0:RES]
-    rows = []
-    for i in range(n):
-        label = int(i % 3 == 0)
+
+    def lesion(label: int) -> np.ndarray:
         img = np.empty((RES, RES, 3))
         img[:] = [220, 180, 160] + rng.normal(0, 6, size=3)
         cy, cx = rng.uniform(12, 20, size=2)
@@ -35,24 +27,10 @@ def write_lesions(root: Path, n: int, seed: int) -> Path:
         inside = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
         img[inside] = [60, 35, 40] if label else [150, 100, 70]
         img += rng.normal(0, 4, size=img.shape)
-        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / f"l{seed}_{i:03d}.png")
-        rows.append((f"l{seed}_{i:03d}.png", label))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "label"])
-        w.writerows(rows)
-    return root
+        return img.clip(0, 255).astype(np.uint8)
 
-
-def cli(*args: str) -> tuple[int, str]:
-    """Invoke ``ganaug`` in-process; an InputError is (2, its message) like the console script prints it."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, InputError):
-        return 2, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout
+    labels = [int(i % 3 == 0) for i in range(n)]
+    return write_generic_csv(root, ((f"l{seed}_{i:03d}.png", lesion(y), y) for i, y in enumerate(labels)))
 
 
 def train_classifier(ws: Path, data: Path, fmt: str = "csv") -> str:
@@ -64,38 +42,29 @@ def train_classifier(ws: Path, data: Path, fmt: str = "csv") -> str:
     return json.loads(out)["run_id"]
 
 
-class FakeContext:
-    """The RunContext protocol in memory (checkpoints through torch.save / weights-only load, like the worker)."""
+def assert_resume_equals_uninterrupted(base: Path, workspace: Path, config: dict[str, Any],
+                                       stop_after: int) -> dict[str, FakeContext]:
+    """Train ``config`` once uninterrupted (``ref``) and once stopped after ``stop_after`` progress calls
+    (``stopped``), then resumed (``resumed``): both must end with the same checkpoints, choice, generator weights
+    and loss curve. Returns the three contexts for the caller's own checks."""
+    from engine.gans.kind import run_gan_train
 
-    def __init__(self, run_dir: Path, workspace: Path, config: dict[str, Any], stop_after: int | None = None) -> None:
-        self.run_id = run_dir.name
-        self.run_dir = run_dir
-        self.workspace = workspace
-        self.config = config
-        self.seed = 0
-        self.device = "cpu"
-        self.log = logging.getLogger("test-gans")
-        self.series: dict[str, dict[int, float]] = {}
-        self.steps = 0
-        self.stop_after = stop_after
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    def metric(self, name: str, value: float, step: int) -> None:
-        self.series.setdefault(name, {})[step] = value
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        for k, v in values.items():
-            self.metric(k, v, step)
-
-    def progress(self, done: int, total: int, desc: str = "") -> None:
-        self.steps += 1
-
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        torch.save(state, self.run_dir / "last.pt")
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        path = self.run_dir / "last.pt"
-        return torch.load(path, weights_only=True) if path.exists() else None
-
-    def stop_requested(self) -> bool:
-        return self.stop_after is not None and self.steps >= self.stop_after
+    ref = FakeContext(base / "ref", workspace, config)
+    run_gan_train(ref)
+    stopped = FakeContext(base / "resumed", workspace, config, stop_after=stop_after)
+    run_gan_train(stopped)
+    assert not (stopped.run_dir / "result.json").exists()
+    resumed = FakeContext(base / "resumed", workspace, config)
+    run_gan_train(resumed)
+    a = json.loads((ref.run_dir / "result.json").read_text())
+    b = json.loads((resumed.run_dir / "result.json").read_text())
+    assert a["checkpoints"] == b["checkpoints"] and a["selected"] == b["selected"]
+    for entry in a["checkpoints"]:
+        snap_a = torch.load(ref.run_dir / entry["path"], weights_only=True)["generator"]
+        snap_b = torch.load(resumed.run_dir / entry["path"], weights_only=True)["generator"]
+        assert snap_a.keys() == snap_b.keys()
+        for key, value in snap_a.items():
+            assert torch.equal(value, snap_b[key]), key
+    for name, series in ref.series.items():  # the loss curve too: stopped + resumed = uninterrupted
+        assert {**stopped.series.get(name, {}), **resumed.series[name]} == series, name
+    return {"ref": ref, "stopped": stopped, "resumed": resumed}

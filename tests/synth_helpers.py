@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-from typer.testing import CliRunner
-
-from engine.errors import InputError
+from helpers import cli as run_cli
+from helpers import write_generic_csv
 
 
 def blob(rng: np.random.Generator, res: int, label: int) -> np.ndarray:
@@ -27,18 +24,9 @@ def blob(rng: np.random.Generator, res: int, label: int) -> np.ndarray:
 
 def csv_set(root: Path, n: int, res: int = 24, seed: int = 0) -> Path:
     """A generic-CSV real data set of ``n`` blob images, every third a melanoma."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = int(i % 3 == 0)
-        Image.fromarray(blob(rng, res, label)).save(root / f"img{i:04d}.png")
-        rows.append((f"img{i:04d}.png", label))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "label"])
-        w.writerows(rows)
-    return root
+    labels = [int(i % 3 == 0) for i in range(n)]
+    return write_generic_csv(root, ((f"img{i:04d}.png", blob(rng, res, y), y) for i, y in enumerate(labels)))
 
 
 def pool_run(ws: Path, images: np.ndarray, labels: list[int] | np.ndarray, family: str = "stylegan2",
@@ -68,13 +56,8 @@ def pool_run(ws: Path, images: np.ndarray, labels: list[int] | np.ndarray, famil
 
 
 def cli(ws: Path, *args: str) -> tuple[int, str]:
-    """Run ``ganaug ARGS --workspace WS``; an InputError comes back as (2, its message) like the console script."""
-    from engine.cli import app
-
-    result = CliRunner().invoke(app, [*args, "--workspace", str(ws)])
-    if isinstance(result.exception, InputError):
-        return 2, str(result.exception)
-    return result.exit_code, result.stdout
+    """``ganaug ARGS --workspace WS`` in-process (``helpers.cli``)."""
+    return run_cli(*args, "--workspace", str(ws))
 
 
 class ScriptedHelper:

@@ -39,13 +39,15 @@ def aucs_frame(exp: Experiment, values: Mapping[str, Mapping[str, list[float | N
 
 
 def fill_store(s: st.Store, exp: Experiment, values: Mapping[str, Mapping[str, list[float | None]]],
-               failed: Mapping[tuple[str, int], str] = {}) -> dict[tuple[str, int], str]:  # noqa: B006
-    """Submit ``exp``, create one classify run per (label, replicate) and record its ``auc/<test set>`` metrics as
-    the classify kind does (step 0); ``failed`` runs end failed with that reason. Returns the run ids."""
+               failed: Mapping[tuple[str, int], str] = {},  # noqa: B006
+               configs: Mapping[str, dict] = {}) -> dict[tuple[str, int], str]:  # noqa: B006
+    """Submit ``exp``, create one classify run per (label, replicate) (config: ``configs[label]`` plus its
+    replicate) and record its ``auc/<test set>`` metrics as the classify kind does (step 0); ``failed`` runs end
+    failed with that reason. Returns the run ids."""
     s.set_experiment(exp.name, exp.to_spec())
     keys = [(c.label, k) for c in exp.configurations for k in range(exp.replicates)]
-    ids = dict(zip(keys, s.create_runs([st.NewRun("classify", {"replicate": k}, label=lab, experiment=exp.name)
-                                        for lab, k in keys]), strict=True))
+    ids = dict(zip(keys, s.create_runs([st.NewRun("classify", {**configs.get(lab, {}), "replicate": k}, label=lab,
+                                                  experiment=exp.name) for lab, k in keys]), strict=True))
     for (label, k), rid in ids.items():
         if (label, k) in failed:
             s.finish(rid, st.FAILED, failed[label, k])
@@ -175,6 +177,25 @@ def test_results_from_the_store_report_failed_and_missing_runs(tmp_path) -> None
     base = data.aucs[data.aucs["label"] == "1:0"].set_index("replicate")
     assert base.loc[1, "auc"] == 0.5 and base.loc[1, "run_id"] == retry  # the latest success, not the first
     assert set(data.aucs["run_id"]) - {retry} <= set(ids.values())
+
+
+def test_runs_trained_under_different_protocols_are_not_compared(tmp_path) -> None:
+    from engine.train.config import parse_config
+
+    def config(**keys: object) -> dict:
+        return parse_config({"data": {"format": "isic2019", "root": "/d/train"}, **keys}).to_json()
+
+    exp = experiment('g = ["1:0", "1:1/2"]', replicates=3)
+    values = {"isic19": {"1:0": list(BASE[:3]), "1:1/2": list(BETTER[:3])}}
+    with st.open_store(tmp_path / "same") as s:  # what a configuration may vary, and how a run executes: fine
+        fill_store(s, exp, values, configs={"1:0": config(device="cpu"),
+                                            "1:1/2": config(real_fraction="1/2", device="cuda", amp=False)})
+        assert len(analyse(s, "e", n_boot=100).comparisons) == 2
+    with st.open_store(tmp_path / "tuned") as s:  # more tuning for the augmented model: refused
+        ids = fill_store(s, exp, values, configs={"1:0": config(), "1:1/2": config(optim={"lr": 0.01})})
+        with pytest.raises(InputError, match=rf"group 'g': runs {ids['1:0', 0]} and {ids['1:1/2', 0]} differ in "
+                                             r"protocol \(optim.lr\)"):
+            analyse(s, "e")
 
 
 def test_unknown_experiment_test_set_and_unsubmitted_experiment(tmp_path) -> None:

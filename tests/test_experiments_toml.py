@@ -187,7 +187,11 @@ def test_spec_round_trips_through_json(tmp_path: Path) -> None:
     ('[samplers]\nall_mode = "mix"\n[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0"]\n',
      "samplers.all_mode", "must be one of union, share"),
     ('[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0"]\n[experiment.samplers]\ndiverse_threshold = 65\n',
-     "experiment[0].samplers.diverse_threshold", "0..64"),
+     "experiment[0].samplers.diverse_threshold", "0..31 bits"),
+    ('[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0"]\n[experiment.samplers]\ndiverse_threshold = 40\n',
+     "experiment[0].samplers.diverse_threshold", "0..31 bits"),  # the select run would refuse it
+    ('[gans.pgn]\nfamily = "pgan"\nkimg = 0.5\n[[experiment]]\nname = "a"\n[experiment.groups]\ng = ["1:0"]\n',
+     "gans.pgn.kimg", "integer >= 1"),  # gan-train trains whole thousands of images
     ('[[experiment]]\nname = "a"\nreplicates = 0\n[experiment.groups]\ng = ["1:0"]\n',
      "experiment[0].replicates", "integer >= 1"),
 ])

@@ -151,7 +151,7 @@ def test_bad_class_index_is_one_line(spec: list[str], message: str) -> None:
 
 
 def test_a_pool_interrupted_mid_way_resumes_to_the_same_pool(tmp_path: Path) -> None:
-    from gan_fixtures import FakeContext
+    from helpers import FakeContext
 
     from engine.gans.kind import disk_warning, run_gan_pool, validate_gan_pool
 

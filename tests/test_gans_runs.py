@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from gan_fixtures import FakeContext, cli, train_classifier, write_lesions
+from gan_fixtures import assert_resume_equals_uninterrupted, cli, train_classifier, write_lesions
 from PIL import Image
 
 from engine.errors import InputError
-from engine.gans.kind import run_gan_train, validate_gan_train
+from engine.gans.kind import validate_gan_train
 from engine.synth.pool import COLUMNS, Pool
 
 GAN_RES = 16
@@ -119,26 +119,10 @@ def test_gan_train_fid_sample_pool_end_to_end(setup: dict[str, Any], tmp_path: P
 def test_interrupted_and_resumed_training_equals_uninterrupted(setup: dict[str, Any], tmp_path: Path,
                                                                family: str) -> None:
     config = _train_config(setup, family, **({"ada_kimg": 0.5} if family == "stylegan2" else {}))
-    ref = FakeContext(tmp_path / "ref", setup["ws"], config)
-    run_gan_train(ref)
     # 63 steps of 32 images, a checkpoint after step 32: stop between the first and the second
-    stopped = FakeContext(tmp_path / "resumed", setup["ws"], config, stop_after=45)
-    run_gan_train(stopped)
-    assert not (stopped.run_dir / "result.json").exists()
-    resumed = FakeContext(tmp_path / "resumed", setup["ws"], config)
-    run_gan_train(resumed)
-    a = json.loads((ref.run_dir / "result.json").read_text())
-    b = json.loads((resumed.run_dir / "result.json").read_text())
-    assert a["checkpoints"] == b["checkpoints"] and a["selected"] == b["selected"]
-    for entry in a["checkpoints"]:
-        snap_a = torch.load(ref.run_dir / entry["path"], weights_only=True)["generator"]
-        snap_b = torch.load(resumed.run_dir / entry["path"], weights_only=True)["generator"]
-        for key, value in snap_a.items():
-            assert torch.equal(value, snap_b[key]), key
-    for name, series in ref.series.items():  # the loss curve too: stopped + resumed = uninterrupted
-        assert {**stopped.series.get(name, {}), **resumed.series[name]} == series, name
+    runs = assert_resume_equals_uninterrupted(tmp_path, setup["ws"], config, stop_after=45)
     if family == "stylegan2":
-        assert ref.series["aug_p"][2016] > 0  # ADA had moved p, and the resumed run carried it on
+        assert runs["ref"].series["aug_p"][2016] > 0  # ADA had moved p, and the resumed run carried it on
 
 
 def test_validation_and_test_images_never_reach_the_gan(setup: dict[str, Any]) -> None:

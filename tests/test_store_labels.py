@@ -61,6 +61,10 @@ def test_labelled_runs_and_metrics_read_every_linked_run_once(store):
     metrics = sorted(store.labelled_metrics("e").itertuples(index=False, name=None))
     assert metrics == [(a, "auc/isic19", 0.8), (a, "auc/val", 0.7)]  # once per run, step 0, auc/* only
     assert store.labelled_metrics("nothing").empty and store.labelled_runs("nothing").empty
+    many = store.create_runs([st.NewRun("classify", {"replicate": k}) for k in range(1200)])  # > one query's ids
+    configs = store.run_configs([a, b, *many, "nope", a])
+    assert list(configs) == [a, b, *many]
+    assert configs[a] == {"replicate": 3} and configs[many[-1]] == {"replicate": 1199}
 
 
 def test_removing_a_run_removes_its_links(store):

@@ -296,6 +296,10 @@ def test_a_classify_run_trains_on_a_selection_and_records_it(tmp_path: Path) -> 
     code, out = cli(ws, "train", "--data", str(real), "--format", "csv", "--model", "test_resnet", "--res", "32",
                     "--no-pretrained", "--epochs", "1", "--synthetic", "select:no-such-run")
     assert code == 2 and "synthetic[0].select: no run 'no-such-run'" in out
+    # a selection scaled by another real training split (split seed 0) is refused for a run on split seed 3
+    code, out = cli(ws, "train", "--data", str(real), "--format", "csv", "--model", "test_resnet", "--res", "32",
+                    "--no-pretrained", "--epochs", "1", "--split-seed", "3", "--synthetic", f"select:{select_run}")
+    assert code == 2 and f"run {select_run} chose its images for the training split of" in out and "seed 0" in out
 
 
 def test_a_selection_resolves_to_one_pool_part_per_gan(tmp_path: Path) -> None:

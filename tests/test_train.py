@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import FakeContext
 
 from engine.errors import InputError
 from engine.train.augment import Augmenter, make_generator
@@ -18,44 +19,6 @@ from engine.train.evaluate import predict_logits, tta_scores
 from engine.train.model import create_model
 
 RES = 32
-
-
-class FakeContext:
-    """The RunContext protocol in memory; checkpoints go through torch.save/load like a real store."""
-
-    def __init__(self, run_dir: Path, stop_after_progress: int | None = None) -> None:
-        self.run_id = "test"
-        self.label: str | None = None
-        self.experiment: str | None = None
-        self.run_dir = run_dir
-        self.workspace = run_dir.parent
-        self.config: dict[str, Any] = {}
-        self.seed = 0
-        self.device = "cpu"
-        self.log = logging.getLogger("test-train")
-        self.series: dict[str, dict[int, float]] = {}
-        self.progress_calls = 0
-        self.stop_after_progress = stop_after_progress
-
-    def metric(self, name: str, value: float, step: int) -> None:
-        self.series.setdefault(name, {})[step] = value
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        for k, v in values.items():
-            self.metric(k, v, step)
-
-    def progress(self, done: int, total: int, desc: str = "") -> None:
-        self.progress_calls += 1
-
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        torch.save(state, self.run_dir / "last.pt")
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        path = self.run_dir / "last.pt"
-        return torch.load(path, weights_only=True) if path.exists() else None
-
-    def stop_requested(self) -> bool:
-        return self.stop_after_progress is not None and self.progress_calls >= self.stop_after_progress
 
 
 def lesions(n: int, seed: int) -> ArraySet:
@@ -249,7 +212,7 @@ def _fit(tmp_path: Path, name: str, epochs: int, stop_after: int | None = None, 
          **optim: Any) -> tuple[Any, ...]:
     run_dir = tmp_path / name
     run_dir.mkdir(exist_ok=True)
-    ctx = FakeContext(run_dir, stop_after)
+    ctx = FakeContext(run_dir, stop_after=stop_after)
     model = tiny_model(derive_seed(0, 0))
     cfg = OptimConfig(lr=0.05, batch_size=16, max_epochs=epochs, **optim)
     result = fit(ctx, model, lesions(96, 10), lesions(40, 11), cfg, Augmenter(AugmentConfig()), seed=7,

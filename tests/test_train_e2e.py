@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import cli, write_generic_csv
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,21 +21,15 @@ RES = 32
 
 def write_csv_set(root: Path, n: int, seed: int, shift: int = 0) -> Path:
     """A generic-CSV data set of learnable toy lesions (dark blob = melanoma, light blob = benign)."""
-    root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = i % 2
+
+    def blob(label: int) -> np.ndarray:
         img = rng.integers(110 + shift, 170 + shift, size=(RES, RES, 3)).astype(np.uint8)
         r, c = rng.integers(4, RES - 14, size=2)
         img[r:r + 10, c:c + 10] = 30 if label else 230
-        Image.fromarray(img).save(root / f"img{seed}_{i:04d}.png")
-        rows.append((f"img{seed}_{i:04d}.png", label))
-    with open(root / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "label"])
-        w.writerows(rows)
-    return root
+        return img
+
+    return write_generic_csv(root, ((f"img{seed}_{i:04d}.png", blob(i % 2), i % 2) for i in range(n)))
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +39,9 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def train_cli(ws: Path, data: Path, *extra: str, fmt: str = "csv") -> tuple[int, str]:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    args = ["train", "--data", str(data), "--format", fmt, "--model", "test_resnet", "--res", str(RES),
-            "--no-pretrained", "--batch-size", "16", "--lr", "0.05", "--tta", "3", "--workspace", str(ws),
-            "--json", *extra]
-    result = CliRunner().invoke(app, args)
-    if isinstance(result.exception, InputError):
-        return 2, str(result.exception)
-    return result.exit_code, result.stdout
+    return cli("train", "--data", str(data), "--format", fmt, "--model", "test_resnet", "--res", str(RES),
+               "--no-pretrained", "--batch-size", "16", "--lr", "0.05", "--tta", "3", "--workspace", str(ws),
+               "--json", *extra)
 
 
 def test_train_command_writes_consistent_artefacts(tmp_path: Path, datasets: dict[str, Path]) -> None:

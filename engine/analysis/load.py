@@ -65,6 +65,7 @@ def load_aucs(store: Store, experiment: Experiment, test_sets: list[str] | None 
     runs = runs[runs["label"].isin(labels)]
     runs = runs.assign(ok=runs["status"] == SUCCEEDED, replicate=runs["replicate"].astype(int))
     runs = runs.sort_values(["ok", "seq"]).drop_duplicates(["label", "replicate"], keep="last")
+    check_protocols(store, experiment, runs[runs["ok"]])
     replicates = sorted(set(range(experiment.replicates)) | set(runs["replicate"]))
 
     metrics = store.labelled_metrics(experiment.name, prefix=AUC_PREFIX)
@@ -89,6 +90,27 @@ def load_aucs(store: Store, experiment: Experiment, test_sets: list[str] | None 
                 missing += [(label, k, t, run.run_id, run.status, f"no {AUC_PREFIX}{t} metric")
                             for t in sets if (label, k, t) not in have]
     return ExperimentData(experiment, aucs, pd.DataFrame(missing, columns=MISSING_COLUMNS))
+
+
+def check_protocols(store: Store, experiment: Experiment, runs: pd.DataFrame) -> None:
+    """InputError when two runs that one group compares (its configurations and its baseline) were trained
+    under different protocols (``engine.train.protocol_diff``): the paper's pitfall "more tuning for augmented
+    models" would otherwise pass as an effect of the synthetic images."""
+    from engine.train.config import protocol_diff, protocol_key
+
+    configs = store.run_configs(runs["run_id"].tolist())
+    by_label = runs.groupby("label")["run_id"].apply(list).to_dict()
+    for group, confs in experiment.groups:
+        labels = [experiment.baseline_of(group), *(c.label for c in confs)]
+        first: dict[str, str] = {}  # protocol fingerprint -> the first run with it
+        for run_id in (r for label in dict.fromkeys(labels) for r in by_label.get(label, [])):
+            first.setdefault(protocol_key(configs[run_id]), run_id)
+        runs_by_key = list(first.values())
+        for other in runs_by_key[1:]:
+            diff = protocol_diff(configs[runs_by_key[0]], configs[other])
+            if diff:
+                raise InputError(f"experiment {experiment.name!r}, group {group!r}: runs {runs_by_key[0]} and {other} "
+                                 f"differ in protocol ({', '.join(diff)}); their AUCs cannot be compared")
 
 
 def _ordered(df: pd.DataFrame, test_sets: list[str], labels: list[str]) -> pd.DataFrame:

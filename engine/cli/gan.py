@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli.options import Json, Workspace
+from engine.cli.options import Json, Workspace, data_keys, existing_path
 from engine.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
 
 app = typer.Typer(help="Train, inspect, sample and import GANs; make synthetic pools.", no_args_is_help=True)
@@ -20,34 +20,9 @@ Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda 
 Seed = Annotated[int, typer.Option("--seed", help="Seed (default: 0).")]
 
 
-def _existing(path: str, flag: str) -> str:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{flag}: {path}: no such file or directory")
-    return str(p.resolve())
-
-
-def _data(data: str | None, fmt: str | None, split_seed: int | None, split_file: str | None,
-          split_data: str | None = None) -> dict[str, Any] | None:
-    if data is None and fmt is None:
-        return None
-    if data is None or fmt is None:
-        raise InputError("--data and --format go together")
-    out: dict[str, Any] = {"format": fmt, "root": _existing(data, "--data")}
-    if split_seed is not None and split_file is not None:
-        raise InputError("--split-seed and --split-file exclude each other")
-    if split_seed is not None:
-        out["split_seed"] = split_seed
-    if split_file is not None:
-        out["split_file"] = _existing(split_file, "--split-file")
-    if split_data is not None:
-        out["split_data"] = _existing(split_data, "--split-data")
-    return out
-
-
 def _metrics(features: str | None, fid_weights: str | None, n: int | None, margin: float | None,
              relative: bool | None) -> dict[str, Any]:
-    given = {"features": features, "fid_weights": _existing(fid_weights, "--fid-weights") if fid_weights else None,
+    given = {"features": features, "fid_weights": existing_path(fid_weights, "--fid-weights") if fid_weights else None,
              "n": n, "select_margin": margin, "select_relative": relative}
     return {k: v for k, v in given.items() if v is not None}
 
@@ -116,7 +91,7 @@ def train(
         gan["kimg"] = kimg
     config: dict[str, Any] = {
         "family": family, "preset": preset, "gan": gan,
-        "data": _data(data, format, split_seed, split_file, split_data),
+        "data": data_keys(data, format, split_seed, split_file, split_data=split_data),
         "metrics": _metrics(features, fid_weights, metrics_n, select_margin, select_relative), "seed": seed,
     }
     if device is not None:
@@ -367,12 +342,12 @@ def import_(
     from engine.runner.kinds import validate_config
     from engine.runner.launch import run_here
 
-    path = Path(_existing(str(file), "FILE"))
+    path = Path(existing_path(str(file), "FILE"))
     config: dict[str, Any] = {
         "source": str(path), "format": check_trust(path, trust), "trust": trust,
-        "code": _existing(code, "--code") if code else None, "class_index": class_index or [],
+        "code": existing_path(code, "--code") if code else None, "class_index": class_index or [],
         "as_class": as_class, "truncation_psi": truncation_psi, "z_dim": z_dim, "c_dim": c_dim,
-        "data": _data(data, format, split_seed, split_file),
+        "data": data_keys(data, format, split_seed, split_file),
         "metrics": _metrics(features, fid_weights, None, None, None), "seed": seed,
     }
     if device is not None:

@@ -4,37 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
 
-from engine.cli.options import Json, Workspace
+from engine.cli.options import Json, Workspace, data_keys
 from engine.errors import InputError
-
-
-def _data(data: str | None, format: str | None, split_seed: int | None, split_file: str | None,
-          required: bool) -> dict[str, Any] | None:
-    if data is None and format is None:
-        if required:
-            raise InputError("--data and --format: the real training data are required")
-        return None
-    if data is None or format is None:
-        raise InputError("--data and --format go together")
-    if split_seed is not None and split_file is not None:
-        raise InputError("--split-seed and --split-file exclude each other")
-    root = Path(data).expanduser()
-    if not root.exists():
-        raise InputError(f"--data: {data}: no such file or directory")
-    out: dict[str, Any] = {"format": format, "root": str(root.resolve())}
-    if split_seed is not None:
-        out["split_seed"] = split_seed
-    if split_file is not None:
-        path = Path(split_file).expanduser()
-        if not path.is_file():
-            raise InputError(f"--split-file: {split_file}: file not found")
-        out["split_file"] = str(path.resolve())
-    return out
 
 
 def _pools(store: Any, specs: list[str]) -> dict[str, str]:
@@ -95,7 +70,7 @@ def install(app: typer.Typer) -> None:
             conf = Configuration.parse(label)
         except ValueError as exc:
             raise InputError(f"--label: {exc}") from None
-        data_cfg = _data(data, format, split_seed, split_file, required=True)
+        data_cfg = data_keys(data, format, split_seed, split_file, required=True)
         samplers: dict[str, Any] = {k: v for k, v in (("diverse_threshold", diverse_threshold),
                                                       ("all_mode", all_mode), ("seed", seed)) if v is not None}
         with open_store(workspace) as store:
@@ -134,20 +109,19 @@ def install(app: typer.Typer) -> None:
     ) -> None:
         """Memorization audit: nearest training image of each synthetic image vs the validation images'."""
         from engine.store import open_store
-        from engine.synth.audit import AUDIT_DIR, data_of, run_audit, synthetic_of
+        from engine.synth.audit import AUDIT_DIR, classifier_data, data_of, run_audit, run_meta
         from engine.synth.select import default_helper
-        from engine.train.config import DataConfig
 
-        given = _data(data, format, split_seed, split_file, required=False)
+        given = data_keys(data, format, split_seed, split_file)
         with open_store(workspace) as store:
             run_id = store.resolve(run)
             ws = store.workspace
-            _, meta = synthetic_of(ws, run_id)
-            data_cfg = DataConfig.model_validate(given) if given else data_of(ws, meta)
+            meta = run_meta(ws / run_id)
+            data_cfg = given or data_of(ws, meta)
             helper_id = store.resolve(helper) if helper else (meta.get("config") or {}).get("samplers", {}).get(
                 "helper")
-            if helper_id is None and data_cfg is not None:
-                helper_id = default_helper(store, data_cfg)
+            if helper_id is None and data_cfg is not None and (clf_data := classifier_data(data_cfg)) is not None:
+                helper_id = default_helper(store, clf_data)
         if device == "auto":
             import torch
 

@@ -7,15 +7,8 @@ from typing import Any
 
 import typer
 
-from engine.cli.options import Workspace
+from engine.cli.options import Workspace, existing_path
 from engine.errors import InputError
-
-
-def _existing(path: str, flag: str) -> str:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{flag}: {path}: no such file or directory")
-    return str(p.resolve())
 
 
 def _test_sets(specs: list[str]) -> list[dict[str, str | None]]:
@@ -31,8 +24,8 @@ def _test_sets(specs: list[str]) -> list[dict[str, str | None]]:
             raise InputError(f"--test {spec!r}: expected FORMAT=ROOT (or NAME:FORMAT=ROOT), optionally "
                              f"followed by @SUBSET.csv")
         name, _, fmt = head.rpartition(":")
-        out.append({"name": name, "format": fmt, "root": _existing(root, f"--test {spec}"),
-                    "subset": _existing(subset, f"--test {spec}") if subset else None})
+        out.append({"name": name, "format": fmt, "root": existing_path(root, f"--test {spec}"),
+                    "subset": existing_path(subset, f"--test {spec}") if subset else None})
     return out
 
 
@@ -48,9 +41,9 @@ def _synthetic(specs: list[str]) -> list[dict[str, str | None]]:
             run, at, ids = spec.removeprefix("pool:").partition("@")
             if not run or (at and not ids):
                 raise InputError(f"--synthetic {spec!r}: expected pool:RUN or pool:RUN@IDS.csv")
-            out.append({"pool": run, "ids": _existing(ids, f"--synthetic {spec}") if ids else None})
+            out.append({"pool": run, "ids": existing_path(ids, f"--synthetic {spec}") if ids else None})
         else:
-            out.append({"csv": _existing(spec.removeprefix("csv:"), f"--synthetic {spec}")})
+            out.append({"csv": existing_path(spec.removeprefix("csv:"), f"--synthetic {spec}")})
     return out
 
 
@@ -62,15 +55,15 @@ def build_config(**opts: Any) -> dict[str, Any]:
         return {k: v for k, v in kv.items() if v is not None}
 
     raw: dict[str, Any] = given(
-        data=given(format=opts["format"], root=_existing(opts["data"], "--data"), split_seed=opts["split_seed"],
-                   split_file=_existing(opts["split_file"], "--split-file") if opts["split_file"] else None),
+        data=given(format=opts["format"], root=existing_path(opts["data"], "--data"), split_seed=opts["split_seed"],
+                   split_file=existing_path(opts["split_file"], "--split-file") if opts["split_file"] else None),
         tests=_test_sets(opts["test"] or []),
         real_fraction=opts["real_fraction"],
         replicate=opts["replicate"],
         synthetic=_synthetic(opts["synthetic"] or []),
         model=given(name=opts["model"], res=opts["res"], norm=opts["norm"],
                     pretrained=False if opts["no_pretrained"] else None,
-                    weights=_existing(opts["weights"], "--weights") if opts["weights"] else None),
+                    weights=existing_path(opts["weights"], "--weights") if opts["weights"] else None),
         optim=given(max_epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
                     monitor=opts["monitor"], balanced_sampler=True if opts["balanced_sampler"] else None),
         augment=given(preset=opts["augment"]),

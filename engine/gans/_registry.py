@@ -10,12 +10,12 @@ Two kinds of family: ``noise`` (class-conditional, sampled from a latent: StyleG
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from engine.errors import InputError
+from engine.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -82,14 +82,13 @@ class Family:
         return (self.ema_generator_of or self.generator_of)(trainer)
 
 
-_FAMILIES: dict[str, Family] = {}
 # Families shipped with ganaug, imported on first use: name -> module that registers it.
-_BUILTIN = {
+_FAMILIES: Registry[Family] = Registry("GAN family", {
     "stylegan2": "engine.gans.stylegan2",
     "pgan": "engine.gans.pgan",
     "pix2pixhd": "engine.gans.pix2pixhd",
     "spade": "engine.gans.spade",
-}
+}, error=InputError)
 
 
 def register_family(name: str, *, conditioning: Conditioning, presets: dict[str, dict[str, Any]],
@@ -110,28 +109,18 @@ def register_family(name: str, *, conditioning: Conditioning, presets: dict[str,
             raise ValueError(f"family {name}: preset {preset} lacks {lacking}")
 
     def deco(build: Builder) -> Builder:
-        _FAMILIES[name] = Family(name, conditioning, presets, build, generator_of, ema_generator_of)
+        _FAMILIES.register(name, Family(name, conditioning, presets, build, generator_of, ema_generator_of))
         return build
 
     return deco
 
 
 def families() -> list[str]:
-    return sorted(set(_FAMILIES) | set(_BUILTIN))
+    return _FAMILIES.names()
 
 
 def get_family(name: str) -> Family:
-    if name not in _FAMILIES and name in _BUILTIN:
-        try:
-            importlib.import_module(_BUILTIN[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != _BUILTIN[name]:
-                raise
-            raise InputError(f"GAN family {name!r} is not part of this version of ganaug") from None
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise InputError(f"unknown GAN family {name!r}; known: {', '.join(families())}") from None
+    return _FAMILIES.get(name)
 
 
 def resolve_config(family: str, preset: str = "tiny", **overrides: Any) -> dict[str, Any]:

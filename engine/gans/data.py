@@ -43,10 +43,6 @@ class GanData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def res(self) -> int:
-        return int(self.images.shape[1])
-
     def batch(self, index: np.ndarray, device: torch.device) -> GanBatch:
         """Rows ``index`` as a GanBatch on ``device``: images float NCHW in [-1, 1]."""
         from engine.train.augment import Augmenter
@@ -125,11 +121,16 @@ def translation_masks(workspace: Path, data: dict[str, Any], log: logging.Logger
                       ) -> tuple[list[LesionRecord], Path]:
     """The mask records (``data.format`` / ``data.root``) of the training images of the split
     (:func:`translation_split`), in id order; each record's label is its image's class (ISIC 2019 truth)."""
+    return masks_in_split(data, *translation_split(workspace, data, log), log)
+
+
+def masks_in_split(data: dict[str, Any], split: Split, split_file: Path, log: logging.Logger | None = None
+                   ) -> tuple[list[LesionRecord], Path]:
+    """:func:`translation_masks` for a split already at hand (the audit also needs its validation part)."""
     from engine.data import load_dataset
     from engine.data.masks import check_training_only, training_masks
     from engine.errors import InputError
 
-    split, split_file = translation_split(workspace, data, log)
     masks = load_dataset(data["format"], Path(data["root"])).records
     records, left_out = training_masks(masks, split, str(split_file))
     if not records:

@@ -23,8 +23,6 @@ import torch
 
 from engine.errors import InputError
 
-CHECKPOINTS = "checkpoints"
-
 
 def checkpoint_name(kimg: int) -> str:
     return f"kimg-{kimg:06d}"

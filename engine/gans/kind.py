@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.errors import InputError
+from engine.errors import InputError, config_error
 from engine.fsutil import atomic_write_json
 from engine.runner.kinds import RunContext, register_kind
 
@@ -79,15 +79,20 @@ class MetricsConfig(_Strict):
     select_relative: bool | None = None
 
 
-class GanTrainConfig(_Strict):
-    family: str
-    preset: Literal["tiny", "demo", "paper"] = "demo"
-    gan: dict[str, Any] = {}  # the family's config; the validator stores it complete (preset + overrides)
-    data: GanDataConfig
+class _Judged(_Strict):
+    """What a GAN run that draws checkpoint grids and metrics takes besides its generator (trained or imported)."""
+
     metrics: MetricsConfig = MetricsConfig()
     grid_columns: int = Field(8, ge=1, le=64)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class GanTrainConfig(_Judged):
+    family: str
+    preset: Literal["tiny", "demo", "paper"] = "demo"
+    gan: dict[str, Any] = {}  # the family's config; the validator stores it complete (preset + overrides)
+    data: GanDataConfig
 
 
 class GanPoolConfig(_Strict):
@@ -100,7 +105,7 @@ class GanPoolConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class GanImportConfig(_Strict):
+class GanImportConfig(_Judged):
     source: str  # the generator file the user named (copied into the run folder)
     format: Literal["pickle", "torchscript"]
     trust: bool = False
@@ -111,19 +116,13 @@ class GanImportConfig(_Strict):
     z_dim: int | None = None
     c_dim: int | None = None
     data: GanDataConfig | None = None  # with metrics.features / fid_weights: checkpoint metrics
-    metrics: MetricsConfig = MetricsConfig()
-    grid_columns: int = Field(8, ge=1, le=64)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def _parse(model: type[_Strict], raw: dict[str, Any], kind: str) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise InputError(f"{kind} config: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise config_error(exc, f"{kind} config") from None
 
 
 def _check_metrics(m: MetricsConfig, required: bool) -> MetricsConfig:

@@ -34,21 +34,17 @@ from engine.gans.layers import (
     EqualLinear,
     MinibatchStdDev,
     PixelNorm,
-    ema_beta,
-    ema_copy,
-    ema_update,
     lrelu,
     normalize_2nd_moment,
     one_hot,
 )
-
-N_CLASSES = 2
+from engine.gans.noise import N_CLASSES, NoiseTrainer, channels, projection
 
 
 def _level_channels(cfg: dict[str, Any]) -> list[int]:
-    """Channels of level k (resolution 4 * 2^k): ``base / res`` capped at ``channel_max``."""
+    """Channels of level k (resolution 4 * 2^k), by StyleGAN's channel rule."""
     n = int(math.log2(cfg["res"])) - 1
-    return [max(1, min(cfg["channel_base"] // (4 * 2 ** k), cfg["channel_max"])) for k in range(n)]
+    return [channels(4 * 2 ** k, cfg["channel_base"], cfg["channel_max"]) for k in range(n)]
 
 
 def split_growth(growth: float) -> tuple[int, float]:
@@ -145,8 +141,7 @@ class PDiscriminator(nn.Module):
         x = self.fc(self.conv(self.mbstd(x)).flatten(1))
         out = self.out(x)
         if self.embed is not None:
-            proj = (self.embed(one_hot(labels, N_CLASSES, x.dtype)) * x).sum(dim=1) / math.sqrt(x.shape[1])
-            return out[:, 0] + proj, None
+            return out[:, 0] + projection(self.embed, labels, x), None
         return out[:, 0], out[:, 1:]
 
 
@@ -160,34 +155,22 @@ def reals_at(images: torch.Tensor, growth: float) -> torch.Tensor:
     return x
 
 
-class PGANTrainer:
-    """Networks, optimisers, EMA and the WGAN-GP iteration of one class-conditional progressive GAN."""
+class PGANTrainer(NoiseTrainer):
+    """Optimisers and the WGAN-GP iteration of one class-conditional progressive GAN, grown as it trains."""
 
     family = "pgan"
 
     def __init__(self, config: dict[str, Any], device: torch.device) -> None:
-        self.config = config
-        self.device = device
-        self.res = config["res"]
-        self.cuda = device.type == "cuda"
-        self.amp = self.cuda and config["amp"]
-        fmt = torch.channels_last if self.cuda else torch.contiguous_format
-        self.G = PGenerator(config).to(device, memory_format=fmt)
-        self.D = PDiscriminator(config).to(device, memory_format=fmt)
-        self.G.growth.fill_(0.0)
-        self.G_ema = ema_copy(self.G)
+        G = PGenerator(config)  # noqa: N806
+        G.growth.fill_(0.0)  # training starts at 4x4
+        super().__init__(config, device, G, PDiscriminator(config))
         betas = tuple(config["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config["lr"], betas=betas, eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config["lr"], betas=betas, eps=1e-8)
-        self.images_seen = 0
-        self.step = 0
 
     @property
     def growth(self) -> float:
         return growth_at(self.images_seen, self.config)
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def train_step(self, batch: GanBatch, gen: torch.Generator) -> dict[str, float]:
         cfg, dev = self.config, self.device
@@ -197,12 +180,12 @@ class PGANTrainer:
         labels = batch.labels.to(dev)
         n = real.shape[0]
         z = torch.randn(n, cfg["z_dim"], generator=gen, device=dev)
-        with self._autocast():
+        with self.autocast():
             fake = self.G(z, labels, growth, full_res=False)
 
         # -- D (critic): Wasserstein estimate + gradient penalty (float32) + drift + auxiliary class loss.
         self.D.requires_grad_(True)
-        with self._autocast():
+        with self.autocast():
             d_fake, c_fake = self.D(fake.detach(), growth, labels)
             d_real, c_real = self.D(real, growth, labels)
         d_fake, d_real = d_fake.float(), d_real.float()
@@ -220,7 +203,7 @@ class PGANTrainer:
 
         # -- G: raise the critic's score of the fakes, and make them classifiable as their label.
         self.D.requires_grad_(False)
-        with self._autocast():
+        with self.autocast():
             g_score, g_cls = self.D(fake, growth, labels)
         loss_g = -g_score.float().mean()
         if g_cls is not None:
@@ -232,29 +215,8 @@ class PGANTrainer:
         self.images_seen += n
         self.step += 1
         self.G.growth.fill_(self.growth)
-        ema_update(self.G_ema, self.G, ema_beta(n, cfg["ema_kimg"], self.images_seen, cfg["ema_rampup"]))
+        self.update_ema(n)
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "gp": float(gp.detach())}
-
-    @torch.no_grad()
-    def generate(self, *, labels: torch.Tensor | None = None, z: torch.Tensor | None = None,
-                 maps: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
-        if labels is None or z is None:
-            raise ValueError("pgan generates from z and labels")
-        net = self.G_ema if ema else self.G
-        return net(z.to(self.device), labels.to(self.device)).float()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-                "images_seen": self.images_seen, "step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        self.images_seen, self.step = int(state["images_seen"]), int(state["step"])
 
 
 # cond_weight: the PGAN code's 1.0 at the paper preset; the short presets use 4.0, with which the demo's samples

@@ -37,25 +37,8 @@ from torch import nn
 
 from engine.gans._registry import GanBatch, register_family
 from engine.gans.ada import AdaptiveAugment
-from engine.gans.layers import (
-    SQRT2,
-    EqualConv2d,
-    EqualLinear,
-    MinibatchStdDev,
-    ema_beta,
-    ema_copy,
-    ema_update,
-    lrelu,
-    normalize_2nd_moment,
-    one_hot,
-)
-
-N_CLASSES = 2  # benign, melanoma
-
-
-def channels(res: int, base: int, cmax: int) -> int:
-    """Feature maps at resolution ``res``: ``base / res``, capped at ``cmax`` (StyleGAN's channel_base rule)."""
-    return max(1, min(base // res, cmax))
+from engine.gans.layers import SQRT2, EqualConv2d, EqualLinear, MinibatchStdDev, lrelu, normalize_2nd_moment, one_hot
+from engine.gans.noise import N_CLASSES, NoiseTrainer, channels, projection
 
 
 def _levels(res: int) -> list[int]:
@@ -235,42 +218,28 @@ class Discriminator(nn.Module):
     def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.conv(self.mbstd(self.blocks(self.from_rgb(img))))
         h = self.fc(h.flatten(1))
-        proj = (self.embed(one_hot(labels, N_CLASSES, h.dtype)) * h).sum(dim=1) / math.sqrt(h.shape[1])
-        return self.out(h).squeeze(1) + proj
+        return self.out(h).squeeze(1) + projection(self.embed, labels, h)
 
 
-class StyleGAN2Trainer:
-    """Networks, optimisers, EMA, ADA and the training iteration of one class-conditional StyleGAN2."""
+class StyleGAN2Trainer(NoiseTrainer):
+    """Optimisers, ADA, the regularisers and the training iteration of one class-conditional StyleGAN2."""
 
     family = "stylegan2"
 
     def __init__(self, config: dict[str, Any], device: torch.device) -> None:
-        self.config = config
-        self.device = device
-        self.res = config["res"]
-        self.cuda = device.type == "cuda"
-        self.amp = self.cuda and config["amp"]
-        fmt = torch.channels_last if self.cuda else torch.contiguous_format
-        self.G = Generator(config).to(device, memory_format=fmt)
-        self.D = Discriminator(config).to(device, memory_format=fmt)
-        self.G_ema = ema_copy(self.G)
+        super().__init__(config, device, Generator(config), Discriminator(config))
         # Lazy regularisation: the optimiser of a network regularised every k minibatches sees k+1 steps in the
         # time of k, so lr and betas are rescaled by k/(k+1) (StyleGAN2, appendix B).
         self.opt_G = self._adam(self.G, config["lr_g"], config["pl_interval"] if config["pl_weight"] > 0 else 0)
         self.opt_D = self._adam(self.D, config["lr_d"], config["r1_interval"])
         self.ada = AdaptiveAugment(device, target=config["ada_target"], speed_kimg=config["ada_kimg"],
                                    interval=config["ada_interval"]) if config["ada"] else None
-        self.images_seen = 0
-        self.step = 0
         self.pl_mean = torch.zeros((), device=device)
 
     def _adam(self, net: nn.Module, lr: float, lazy_interval: int) -> torch.optim.Adam:
         ratio = lazy_interval / (lazy_interval + 1) if lazy_interval > 0 else 1.0
         b1, b2 = self.config["betas"]
         return torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=(b1 ** ratio, b2 ** ratio), eps=1e-8)
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return self.ada(x, gen) if self.ada is not None else x
@@ -282,7 +251,7 @@ class StyleGAN2Trainer:
             real = real.contiguous(memory_format=torch.channels_last)
         n = real.shape[0]
         z = torch.randn(n, cfg["z_dim"], generator=gen, device=dev)
-        with self._autocast():
+        with self.autocast():
             fake = self.G(z, labels, "random", gen)
 
         # -- D: logistic loss on fakes (detached) and reals; every r1_interval steps also lazy R1 on the reals.
@@ -291,7 +260,7 @@ class StyleGAN2Trainer:
         # R1 penalises D's gradient at the (augmented) reals it is shown: the augmentation is not differentiated
         # twice (CUDA's grid_sample has no double backward).
         real_in = self._augment(real, gen).detach().requires_grad_(do_r1)
-        with self._autocast():
+        with self.autocast():
             fake_logits = self.D(self._augment(fake.detach(), gen), labels)
         with torch.autocast(device_type=dev.type, enabled=self.amp and not do_r1, dtype=torch.bfloat16):
             real_logits = self.D(real_in, labels)
@@ -311,7 +280,7 @@ class StyleGAN2Trainer:
 
         # -- G: non-saturating loss through the updated D, same fakes.
         self.D.requires_grad_(False)
-        with self._autocast():
+        with self.autocast():
             loss_g = F.softplus(-self.D(self._augment(fake, gen), labels).float()).mean()
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -322,7 +291,7 @@ class StyleGAN2Trainer:
 
         self.images_seen += n
         self.step += 1
-        ema_update(self.G_ema, self.G, ema_beta(n, cfg["ema_kimg"], self.images_seen, cfg["ema_rampup"]))
+        self.update_ema(n)
         if self.ada is not None:
             logs["aug_p"] = self.ada.p
         return logs
@@ -343,33 +312,12 @@ class StyleGAN2Trainer:
         (penalty * cfg["pl_weight"] * cfg["pl_interval"]).backward()
         return float(penalty.detach())
 
-    @torch.no_grad()
-    def generate(self, *, labels: torch.Tensor | None = None, z: torch.Tensor | None = None,
-                 maps: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
-        if labels is None or z is None:
-            raise ValueError("stylegan2 generates from z and labels")
-        net = self.G_ema if ema else self.G
-        was_training = net.training
-        net.eval()
-        out = net(z.to(self.device), labels.to(self.device), "const").float()
-        net.train(was_training)
-        return out
+    def extra_state(self) -> dict[str, Any]:
+        return {"ada": self.ada.state_dict() if self.ada is not None else None, "pl_mean": self.pl_mean}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-                "ada": self.ada.state_dict() if self.ada is not None else None,
-                "images_seen": self.images_seen, "step": self.step, "pl_mean": self.pl_mean}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.ada is not None and state["ada"] is not None:
             self.ada.load_state_dict(state["ada"])
-        self.images_seen, self.step = int(state["images_seen"]), int(state["step"])
         self.pl_mean.copy_(state["pl_mean"])
 
 

@@ -31,7 +31,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,11 @@ from engine.synth.phash import phash
 from engine.synth.pool import CLASS_NAMES, Pool
 from engine.train.config import DataConfig
 
+if TYPE_CHECKING:
+    from engine.data.records import LesionRecord
+
 AUDIT_DIR = "audit"
+MASKS_FORMAT = "isic2018-masks"  # a translation GAN's data: attribute masks, filtered by an ISIC 2019 split
 DEFAULT_QUANTILE = 0.01
 CLOSEST = 16
 _PAIR_SIDE = 128  # px of each image in a side-by-side PNG
@@ -63,7 +67,7 @@ def synthetic_of(workspace: Path, run_id: str) -> tuple[Synthetic, dict[str, Any
     from engine.synth.select import load_selection
 
     run_dir = Path(workspace) / run_id
-    meta = _run_json(run_dir)
+    meta = run_meta(run_dir)
     if meta.get("kind") == "select":
         selection = load_selection(workspace, run_id)
         ids, labels, parts = [], [], []
@@ -80,7 +84,8 @@ def synthetic_of(workspace: Path, run_id: str) -> tuple[Synthetic, dict[str, Any
     return Synthetic(list(pool.ids), pool.labels, pool.images), meta
 
 
-def _run_json(run_dir: Path) -> dict[str, Any]:
+def run_meta(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``run.json`` (kind, config); InputError when there is none."""
     try:
         return json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
@@ -109,9 +114,9 @@ class _Concat:
         return out
 
 
-def data_of(workspace: Path, meta: dict[str, Any]) -> DataConfig | None:
-    """The real data a run's GAN learnt from: its config's ``data``, else that of the gan run named in it or in
-    its pool's rows (gan-pool -> gan-train)."""
+def data_of(workspace: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The data keys of the real data a run's GAN learnt from: its config's ``data``, else that of the gan run
+    named in it or in its pool's rows (gan-pool -> gan-train)."""
     seen: set[str] = set()
     todo = [meta]
     while todo:
@@ -119,8 +124,7 @@ def data_of(workspace: Path, meta: dict[str, Any]) -> DataConfig | None:
         config = m.get("config") or {}
         data = config.get("data")
         if isinstance(data, dict) and {"format", "root"} <= set(data):
-            return DataConfig.model_validate({k: data[k] for k in ("format", "root", "split_seed", "split_file")
-                                              if k in data})
+            return dict(data)
         runs = [config.get(k) for k in ("gan_run", "gan", "run") if isinstance(config.get(k), str)]
         pool_csv = Path(workspace) / str(m.get("id", "")) / "pool" / "pool.csv"
         if pool_csv.is_file():
@@ -131,8 +135,39 @@ def data_of(workspace: Path, meta: dict[str, Any]) -> DataConfig | None:
         for run in runs:
             if run and run not in seen and (Path(workspace) / run / "run.json").is_file():
                 seen.add(run)
-                todo.append(_run_json(Path(workspace) / run))
+                todo.append(run_meta(Path(workspace) / run))
     return None
+
+
+def classifier_data(data: dict[str, Any]) -> DataConfig | None:
+    """The classify ``data`` whose replicate-0 ``1:0`` run is the default helper: the data itself, or for a
+    translation GAN (masks) the ISIC 2019 data its masks were filtered by (None when only a split file names it:
+    the data root is then unknown)."""
+    if data["format"] == MASKS_FORMAT:
+        if not data.get("split_data"):
+            return None
+        data = {"format": "isic2019", "root": data["split_data"], "split_seed": data.get("split_seed", 0)}
+    return DataConfig.model_validate({k: data[k] for k in ("format", "root", "split_seed", "split_file")
+                                      if data.get(k) is not None})
+
+
+def reference_records(workspace: Path, data: dict[str, Any]) -> tuple[list[LesionRecord], list[LesionRecord]]:
+    """(training, validation) records: the real images the GAN learnt from, and real images of the same split
+    that it never saw. A translation GAN (``isic2018-masks`` data) learnt from the images of the training masks
+    of its ISIC 2019 split; its yardstick is that split's validation part."""
+    if data["format"] == MASKS_FORMAT:
+        from engine.gans.data import masks_in_split, translation_split
+
+        split, split_file = translation_split(workspace, data)
+        train, _ = masks_in_split(data, split, split_file)
+        return train, list(split.val)
+    from engine.data import load_dataset
+    from engine.data.split import resolve_split
+
+    records = load_dataset(data["format"], data["root"]).records
+    split, _ = resolve_split(workspace, data["format"], records, split_seed=data.get("split_seed", 0),
+                             split_file=data.get("split_file"))
+    return list(split.train), list(split.val)
 
 
 def _feature_nn(query: np.ndarray, reference: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
@@ -194,13 +229,11 @@ def _histograms(path: Path, synth: dict[str, np.ndarray], val: dict[str, np.ndar
     plt.close(fig)
 
 
-def run_audit(workspace: Path, run_id: str, *, helper: str | None, data: DataConfig | None = None,
+def run_audit(workspace: Path, run_id: str, *, helper: str | None, data: dict[str, Any] | None = None,
               quantile: float = DEFAULT_QUANTILE, device: str = "cpu",
               log: logging.Logger | None = None) -> dict[str, Any]:
     """Audit a pool or select run (see the module doc); writes ``<run>/audit/`` and returns ``audit.json``."""
-    from engine.data import load_dataset
     from engine.data.cache import ImageCache
-    from engine.data.split import persisted_split
 
     log = log or logging.getLogger(__name__)
     if not 0 < quantile < 1:
@@ -212,12 +245,11 @@ def run_audit(workspace: Path, run_id: str, *, helper: str | None, data: DataCon
     if data is None:
         raise InputError(f"run {run_id}: cannot tell which real data its GAN learnt from; "
                          f"pass --data ROOT --format F")
-    records = load_dataset(data.format, data.root).records
-    split, _ = persisted_split(workspace, data.format, records, data.split_seed, split_file=data.split_file)
+    train, val = reference_records(workspace, data)
     res = synthetic.images.shape[1]
     cache = ImageCache(Path(workspace) / "cache" / "images")
-    train_images = cache.load([r.image for r in split.train], res)  # as the GAN saw them: at its resolution
-    val_images = cache.load([r.image for r in split.val], res)
+    train_images = cache.load([r.image for r in train], res)  # as the GAN saw them: at its resolution
+    val_images = cache.load([r.image for r in val], res)
     log.info("audit %s: %d synthetic vs %d training images (%d validation as reference), %d px",
              run_id, len(synthetic.ids), len(train_images), len(val_images), res)
 
@@ -257,7 +289,7 @@ def run_audit(workspace: Path, run_id: str, *, helper: str | None, data: DataCon
             a = feats_syn[i] / max(np.linalg.norm(feats_syn[i]), 1e-12)
             b = feats_train[j] / max(np.linalg.norm(feats_train[j]), 1e-12)
             feature = float(np.linalg.norm(a - b))
-        closest.append({"pool_id": synthetic.ids[i], "train_image": split.train[j].image_id,
+        closest.append({"pool_id": synthetic.ids[i], "train_image": train[j].image_id,
                         "phash_distance": int(np.bitwise_count(h_syn[i] ^ h_train[j])),
                         "feature_distance": feature, "png": str(png.relative_to(out))})
     per_class = {}

@@ -233,6 +233,20 @@ class SelectSource(Source):
         if (self._run_dir(workspace, where) / "result.json").is_file():  # else still to run: the grid waits for it
             load_selection(Path(workspace), self.select)
 
+    def check_split(self, workspace: Path, data: dict[str, Any], where: str) -> None:
+        """InputError when the select run scaled its counts by another real training split than the classifier's
+        ``data`` (format, root, split_seed, split_file): the ratio would then mean something else."""
+        import json
+
+        try:
+            theirs = json.loads((Path(workspace) / self.select / "run.json").read_text())["config"]["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # not a select run's config: check() and resolve() say so
+        if _split_key(theirs) != _split_key(data):
+            raise InputError(f"{where}.select: run {self.select} chose its images for the training split of "
+                             f"{_describe_split(theirs)}, this run trains on {_describe_split(data)}; select again "
+                             f"with the classifier's --data/--split-seed/--split-file")
+
     def resolve(self, workspace: Path, where: str) -> list[ResolvedSource]:
         from engine.synth.select import load_selection
 
@@ -247,6 +261,20 @@ class SelectSource(Source):
                                        sampler=selection.sampler, selected_by=part.sampler)
             out.append(resolved)
         return out
+
+
+def _split_key(data: dict[str, Any]) -> tuple[Any, ...]:
+    """What fixes a real training split: the data set, and its split file or else its split seed."""
+    def resolved(path: Any) -> str | None:
+        return None if not path else str(Path(str(path)).expanduser().resolve())
+
+    split_file = resolved(data.get("split_file"))
+    return data.get("format"), resolved(data.get("root")), split_file, None if split_file else data.get("split_seed", 0)
+
+
+def _describe_split(data: dict[str, Any]) -> str:
+    how = f"split file {data['split_file']}" if data.get("split_file") else f"split seed {data.get('split_seed', 0)}"
+    return f"{data.get('format')} data at {data.get('root')} ({how})"
 
 
 # The key that names a source's kind -> its model.
@@ -285,10 +313,13 @@ def parse_sources(value: Any) -> list[Source]:
     return out
 
 
-def check_synthetic(workspace: Path, sources: Sequence[Source]) -> None:
-    """Refuse bad sources before a run is queued (records only; a pool run may still be unfinished)."""
+def check_synthetic(workspace: Path, sources: Sequence[Source], data: dict[str, Any] | None = None) -> None:
+    """Refuse bad sources before a run is queued (records only; a pool run may still be unfinished); with the
+    classifier's ``data``, also a selection made for another real training split."""
     for i, source in enumerate(sources):
         source.check(Path(workspace), f"synthetic[{i}]")
+        if data is not None and isinstance(source, SelectSource):
+            source.check_split(Path(workspace), data, f"synthetic[{i}]")
 
 
 def resolve_synthetic(workspace: Path, sources: Sequence[Source]) -> list[ResolvedSource]:

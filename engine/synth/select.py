@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.config import TRANSLATION_GANS, Configuration
-from engine.errors import InputError
+from engine.config import MAX_DIVERSE_THRESHOLD, TRANSLATION_GANS, Configuration
+from engine.errors import InputError, config_error
 from engine.fsutil import atomic_write_json, atomic_write_text
 from engine.runner.kinds import RunContext, register_kind
 from engine.synth.pool import CLASS_NAMES, Pool
@@ -58,7 +58,7 @@ class _Strict(BaseModel):
 class SamplerSettings(_Strict):
     """``[samplers]`` of ``experiments.toml``: shared by every sampler, each reads what it needs."""
 
-    diverse_threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=31)
+    diverse_threshold: int = Field(DEFAULT_THRESHOLD, ge=0, le=MAX_DIVERSE_THRESHOLD)
     all_mode: Literal["union", "share"] = "union"
     helper: str | None = None  # classify run whose best checkpoint ranks best/worst
     seed: int = 0  # of the random order (random sampling, diverse's visiting order); never the replicate
@@ -83,9 +83,7 @@ def parse_select_config(raw: dict[str, Any]) -> SelectConfig:
     try:
         cfg = SelectConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise InputError(f"select config: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise config_error(exc, "select config") from None
     try:
         conf = cfg.configuration
     except ValueError as exc:
@@ -210,7 +208,11 @@ def pool_gan(workspace: Path, run_id: str) -> str | None:
     from engine.synth.pool import POOL_DIR
 
     run_dir = Path(workspace) / run_id
-    if (run_dir / POOL_DIR / "pool.json").is_file():
+    info = run_dir / POOL_DIR / "pool.json"
+    if info.is_file():
+        family = json.loads(info.read_text()).get("family")
+        if isinstance(family, str):  # what gan-pool records: no need to read a 200,000-row pool.csv
+            return family
         pool = Pool(run_dir)
         family = pool_family(workspace, pool, sorted({r["gan_run"] for r in pool.rows}))
         if family:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from engine.errors import InputError
+from engine.errors import config_error
 from engine.synth.mix import Source, parse_sources
 
 # Data-set formats the data layer reads, and the canonical test-set name of each.
@@ -227,19 +227,34 @@ def protocol_diff(config_a: dict[str, Any] | ClassifyConfig, config_b: dict[str,
     return sorted(_diff(_protocol_view(config_a), _protocol_view(config_b), ""))
 
 
+def protocol_key(config: dict[str, Any]) -> str:
+    """A cheap fingerprint of a stored (validated, complete) classify config's protocol, without pydantic: equal
+    keys mean the same protocol; different keys are confirmed with :func:`protocol_diff` (which also fills in
+    defaults a hand-written config may leave out). The results view sorts thousands of runs by it."""
+    import copy
+    import json
+
+    return json.dumps(_without_ignored(copy.deepcopy(config)), sort_keys=True, default=str)
+
+
 def _protocol_view(config: dict[str, Any] | ClassifyConfig) -> dict[str, Any]:
     """The config as nested dicts, test sets keyed by name, without the keys a comparison ignores."""
     cfg = config if isinstance(config, ClassifyConfig) else parse_config(config)
-    doc = cfg.to_json()
-    doc["tests"] = {t["name"]: {k: v for k, v in t.items() if k != "name"} for t in doc["tests"]}
+    return _without_ignored(cfg.to_json())
+
+
+def _without_ignored(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (a config dict, changed in place) with test sets keyed by name and without the variable and
+    execution keys."""
+    doc["tests"] = {t.get("name"): {k: v for k, v in t.items() if k != "name"} for t in doc.get("tests", [])}
     for key in VARIABLE_KEYS:
-        doc.pop(key)
+        doc.pop(key, None)
     for key in EXECUTION_KEYS:
         *parents, leaf = key.split(".")
         node = doc
         for p in parents:
-            node = node[p]
-        node.pop(leaf)
+            node = node.get(p, {})
+        node.pop(leaf, None)
     return doc
 
 
@@ -259,8 +274,4 @@ def parse_config(raw: dict[str, Any]) -> ClassifyConfig:
     try:
         return ClassifyConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        sep = "" if msg.startswith("[") else ": "  # a list entry's own index: synthetic[1]: ...
-        raise InputError(f"classify config: {where}{sep}{msg}") from None
+        raise config_error(exc, "classify config") from None

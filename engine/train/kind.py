@@ -159,7 +159,7 @@ def validate_classify(config: dict[str, Any], workspace: Path) -> dict[str, Any]
         check_layout(t.format, t.root)
         if t.subset is not None:
             read_image_list(Path(t.subset))
-    check_synthetic(workspace, cfg.synthetic)
+    check_synthetic(workspace, cfg.synthetic, cfg.data.model_dump())
     return cfg.to_json()
 
 

@@ -14,13 +14,14 @@ settings its signature names.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from engine.registry import Registry
 
 
 @dataclass
@@ -69,46 +70,31 @@ class Ordering:
 Sampler = Callable[[ClassItems], Ordering]
 Factory = Callable[..., Sampler]
 
-_REGISTRY: dict[str, Factory] = {}
 # Samplers shipped with ganaug, imported on first use: name -> module that registers it.
-_BUILTIN: dict[str, str] = {
+_SAMPLERS: Registry[Factory] = Registry("sampler", {
     "random": "engine.synth.samplers.seeded",
     "diverse": "engine.synth.samplers.diverse",
     "best": "engine.synth.samplers.helper",
     "worst": "engine.synth.samplers.helper",
-}
+})
 
 
 def register_sampler(name: str) -> Callable[[Factory], Factory]:
     """Decorator: ``@register_sampler("diverse")`` on a factory ``(**settings) -> Sampler``."""
-
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return lambda factory: _SAMPLERS.register(name, factory)
 
 
 def sampler_names() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_BUILTIN))
-
-
-def _factory(name: str) -> Factory:
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown sampler {name!r}; known: {', '.join(sampler_names())}") from None
+    return _SAMPLERS.names()
 
 
 def create_sampler(name: str, **settings: Any) -> Sampler:
     """The sampler ``name`` configured with those of ``settings`` its factory takes."""
-    factory = _factory(name)
+    factory = _SAMPLERS.get(name)
     params = inspect.signature(factory).parameters
     return factory(**{k: v for k, v in settings.items() if k in params})
 
 
 def needs(name: str) -> set[str]:
     """The settings the sampler ``name`` reads (so a run records, and checks, only what matters to it)."""
-    return set(inspect.signature(_factory(name)).parameters)
+    return set(inspect.signature(_SAMPLERS.get(name)).parameters)

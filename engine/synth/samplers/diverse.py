@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.config import MAX_DIVERSE_THRESHOLD
 from engine.synth.hamming import greedy, nearest
 from engine.synth.samplers import ClassItems, Ordering, Rejected, Sampler, register_sampler
 from engine.synth.samplers.seeded import visit_order
@@ -30,8 +31,8 @@ DEFAULT_THRESHOLD = 4
 
 @register_sampler("diverse")
 def diverse_sampler(seed: int = 0, diverse_threshold: int = DEFAULT_THRESHOLD) -> Sampler:
-    if not 0 <= diverse_threshold < 32:
-        raise ValueError(f"diverse_threshold must be in [0, 31] bits, got {diverse_threshold}")
+    if not 0 <= diverse_threshold <= MAX_DIVERSE_THRESHOLD:
+        raise ValueError(f"diverse_threshold must be in [0, {MAX_DIVERSE_THRESHOLD}] bits, got {diverse_threshold}")
 
     def order(items: ClassItems) -> Ordering:
         hashes = np.asarray(items.hashes(), dtype=np.uint64)
