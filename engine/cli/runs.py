@@ -319,24 +319,10 @@ def engine_status(json_out: Json = False, workspace: Workspace = None) -> None:
 
 # ------------------------------------------------------------------------------------------ run
 def parse_sets(sets: list[str], config: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (value parsed as JSON when it is valid JSON, else a string)."""
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key or any(not p for p in key.split(".")):
-            raise InputError(f"--set {item!r}: expected key.path=value")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = config
-        *path, last = key.split(".")
-        for part in path:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise InputError(f"--set {item!r}: {part!r} is not a mapping in the config")
-            node = child
-        node[last] = value
-    return config
+    """Apply ``key.path=value`` overrides (``engine.config.apply_sets``: JSON values, else strings)."""
+    from engine.config import apply_sets
+
+    return apply_sets(config, sets)
 
 
 def load_config(path: Path | None) -> dict[str, Any]:
@@ -354,19 +340,51 @@ def load_config(path: Path | None) -> dict[str, Any]:
 
 
 def run_command(
-    kind: Annotated[str, typer.Argument(help="Run kind (sleep, count, fail, classify, ...).")],
+    kind: Annotated[str, typer.Argument(help="Run kind (sleep, count, fail, classify, ...) or an experiment of "
+                                             "experiments.toml (augmentation, anonymization, demo, ...).")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="JSON file with the run's config.")] = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", help="Override key.path=value (repeat).")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override key.path=value (repeat): a key of the "
+                                                   "run's config, or of experiments.toml for an experiment.")] = None,
     label: Annotated[str | None, typer.Option("--label", "-l")] = None,
     after: Annotated[list[str] | None, typer.Option("--after", help="Start only after this run succeeded.")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p")] = 0,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Only enqueue (the engine runs it).")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Experiment: only this label (repeat); hidden "
+                                                   "parents are planned too.")] = None,
+    replicates: Annotated[int | None, typer.Option("--replicates", help="Experiment: replicates per configuration "
+                                                   "(default: the experiment's).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Experiment: the experiments file (default "
+                                              "./experiments.toml, else the shipped one).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Experiment: print the plan; create nothing, read no "
+                                          "image file.")] = False,
+    class_sizes: Annotated[str | None, typer.Option("--class-sizes", help="Experiment, with --dry-run: plan against "
+                                                    "BENIGN:MELANOMA training images instead of the data (e.g. the "
+                                                    "paper's 11684:3121).")] = None,
+    mask_sizes: Annotated[str | None, typer.Option("--mask-sizes", help="With --class-sizes: BENIGN:MELANOMA "
+                                                   "training masks of the translation GANs (paper: 1861:485).")
+                          ] = None,
     json_out: Json = False,
     workspace: Workspace = None,
 ) -> None:
-    """Enqueue a run and execute it in the foreground (or only enqueue it with --detach)."""
+    """Run one run of a kind, or a whole experiment (its DAG of GANs, pools, selections and fine-tunes), in the
+    foreground; or only enqueue it with --detach."""
+    from engine.runner.kinds import kind_names
     from engine.runner.launch import launch
 
+    if kind not in kind_names():
+        from engine.cli.experiments import run_experiment
+
+        for flag, value in (("--config", config), ("--label", label), ("--after", after)):
+            if value:
+                raise InputError(f"{flag} goes with a run kind; {kind!r} is not one ({', '.join(kind_names())})")
+        run_experiment(kind, file=file, sets=sets or [], only=only, replicates=replicates, dry_run=dry_run,
+                       class_sizes=class_sizes, mask_sizes=mask_sizes, detach=detach, json_out=json_out,
+                       priority=priority, workspace=workspace)
+        return
+    for flag, value in (("--only", only), ("--replicates", replicates), ("--file", file), ("--dry-run", dry_run),
+                        ("--class-sizes", class_sizes), ("--mask-sizes", mask_sizes)):
+        if value:
+            raise InputError(f"{flag} goes with an experiment; {kind!r} is a run kind")
     cfg = parse_sets(sets or [], load_config(config))
     code = launch(kind, cfg, label=label, workspace=workspace, detach=detach, json_out=json_out,
                   priority=priority, parents=after or ())

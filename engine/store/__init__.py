@@ -23,6 +23,7 @@ from engine.store.core import (
     NewRun,
     Run,
     Store,
+    batch_ref,
     config_hash,
     config_paths,
     open_store,
@@ -31,4 +32,4 @@ from engine.store.core import (
 
 __all__ = ["ACTIVE", "BAD_ENDS", "BLOCKED", "CANCELLED", "DB_NAME", "DEPENDENCY_FAILED", "FAILED", "INTERRUPTED",
            "PAUSED", "QUEUED", "RETRYABLE", "RUNNING", "STATES", "SUCCEEDED", "TERMINAL", "WORKSPACE_ENV",
-           "NewRun", "Run", "Store", "config_hash", "config_paths", "open_store", "resolve_workspace"]
+           "NewRun", "Run", "Store", "batch_ref", "config_hash", "config_paths", "open_store", "resolve_workspace"]

@@ -1,0 +1,196 @@
+"""Runs a DAG of queued runs in the foreground: in dependency order, one at a time, in this process, through the
+worker's own code path (``engine.runner.worker.execute``), with one progress display of the whole DAG.
+
+A run of the DAG that another process owns (the engine took a run an earlier ``--detach`` queued, or another
+foreground process) is waited for, not run twice: a run is claimed atomically before it starts. A run that ends
+badly makes its waiting descendants dependency-failed (the store settles them) and the others go on. Ctrl-C stops
+the run in progress gracefully (it checkpoints and ends interrupted) and ends the runs still waiting for this
+process interrupted too: submitting the experiment again resumes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import store as st
+
+WAIT_POLL_S = 0.5
+# What a DAG's stages are called on screen, in the order they run.
+STAGES = {"classify": "fine-tunes", "gan-train": "GAN", "gan-import": "GAN", "gan-pool": "pool", "select": "selection"}
+
+
+@dataclass
+class DagOutcome:
+    """Each run's final status, and the runs this process executed with their wall time in seconds."""
+
+    status: dict[str, str]
+    executed: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s == st.SUCCEEDED for s in self.status.values())
+
+
+class _Display:
+    """The whole DAG on stderr: per kind, runs done of all; the run in progress with its own bar (a terminal), or
+    one plain line per run started and ended (a file, a pipe, CI)."""
+
+    def __init__(self, store: st.Store, run_ids: Sequence[str]) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.kinds: dict[str, list[str]] = {}
+        for run in store.get_runs(list(run_ids)):
+            self.kinds.setdefault(run.kind, []).append(run.id)
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Display:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.console, transient=False)
+            self.bar.__enter__()
+            for kind, ids in self.kinds.items():
+                self.tasks[kind] = self.bar.add_task(f"{STAGES.get(kind, kind):<11} ({kind})", total=len(ids))
+            self.tasks["current"] = self.bar.add_task("", total=None, visible=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, status: dict[str, str]) -> None:
+        if self.bar is None:
+            return
+        for kind, ids in self.kinds.items():
+            done = sum(status.get(r) in (*st.TERMINAL, st.INTERRUPTED) for r in ids)
+            self.bar.update(self.tasks[kind], completed=done)
+
+    def started(self, run: st.Run) -> None:
+        if self.bar is None:
+            self.console.print(f"{run.id}: started ({run.kind})", highlight=False)
+        else:
+            self.bar.update(self.tasks["current"], description=f"  {run.id}", completed=0, total=None, visible=True)
+
+    def progress(self, run_id: str, done: int, total: int, desc: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.tasks["current"], completed=done, total=total or None,
+                            description=f"  {run_id} {desc}".rstrip())
+
+    def ended(self, run_id: str, status: str, reason: str | None, seconds: float) -> None:
+        why = f" ({reason})" if reason else ""
+        line = f"{run_id}: {status}{why} in {seconds:.0f} s"
+        if self.bar is None:
+            self.console.print(line, highlight=False, soft_wrap=True)
+        else:
+            self.bar.update(self.tasks["current"], visible=False)
+            if status != st.SUCCEEDED:
+                self.bar.console.print(line, style="red", highlight=False)
+
+    def say(self, line: str) -> None:
+        (self.bar.console if self.bar is not None else self.console).print(line, highlight=False, soft_wrap=True)
+
+
+def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None = None) -> DagOutcome:
+    """Execute every run of ``run_ids`` that is (or becomes) queued, parents first, in this process; wait for the
+    ones another process runs. Returns when each has ended, or nothing can move without the user (a paused run).
+    ``device``: the runs' device when their config says ``auto`` (default: cuda when a GPU is visible)."""
+    from engine.runner.daemon import detect_gpus
+    from engine.runner.launch import console_handler
+    from engine.runner.worker import execute
+
+    ids = list(dict.fromkeys(run_ids))
+    device = device or ("cuda" if detect_gpus() else "cpu")
+    outcome = DagOutcome({})
+    with _Display(store, ids) as display:
+        handler = console_handler(display.console)
+        handler.setLevel(logging.WARNING)  # a whole DAG: the runs' warnings and errors, not every epoch
+        waiting_said = False
+        try:
+            while True:
+                runs = {r.id: r for r in store.get_runs(ids)}
+                status = {rid: r.status for rid, r in runs.items()}
+                display.update(status)
+                open_ = [runs[r] for r in ids if status[r] not in (*st.TERMINAL, st.INTERRUPTED)]
+                if not open_:
+                    break
+                ready = sorted((r for r in open_ if r.status == st.QUEUED), key=lambda r: (-r.priority, r.seq))
+                if ready:
+                    run = ready[0]
+                    if not store.claim(run.id, slot="foreground", engine_pid=None, pid=os.getpid(),
+                                       foreground_pid=os.getpid()):
+                        continue  # another process took it first: it is waited for like the others
+                    display.started(run)
+                    t0 = time.monotonic()
+                    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the outcome document
+                        end = execute(store, run.id, device=device, console=handler,
+                                      on_progress=lambda d, t, desc, rid=run.id: display.progress(rid, d, t, desc))
+                    seconds = time.monotonic() - t0
+                    outcome.executed[run.id] = seconds
+                    display.ended(run.id, end, store.get_run(run.id).exit_reason, seconds)
+                    if end == st.INTERRUPTED:  # Ctrl-C or a stop: the rest waits for the next submission
+                        raise KeyboardInterrupt
+                    continue
+                if not _can_move(store, open_):
+                    display.say(f"{len(open_)} run(s) wait on paused runs (`ganaug runs resume ...`); stopping here")
+                    break
+                if not waiting_said:
+                    display.say("waiting for runs that another process (the engine?) is running")
+                    waiting_said = True
+                time.sleep(WAIT_POLL_S)
+                store.reap_dead_owners()
+        except KeyboardInterrupt:
+            for run in store.get_runs(ids):
+                if run.status in (st.QUEUED, st.BLOCKED) and run.foreground_pid == os.getpid():
+                    store.finish(run.id, st.INTERRUPTED, "interrupted (Ctrl-C) before it started",
+                                 only_from=(st.QUEUED, st.BLOCKED))
+            raise
+    outcome.status = {r.id: r.status for r in store.get_runs(ids)}
+    return outcome
+
+
+def _can_move(store: st.Store, open_: list[st.Run]) -> bool:
+    """Whether a run still open can start without the user: it runs or waits queued somewhere, or an ancestor
+    does (a run that only waits on paused runs, or is paused itself, cannot)."""
+    seen: set[str] = set()
+    frontier = list(open_)
+    while frontier:
+        run = frontier.pop()
+        if run.id in seen:
+            continue
+        seen.add(run.id)
+        if run.status in (st.RUNNING, st.QUEUED):
+            return True
+        if run.status == st.BLOCKED:
+            frontier += store.get_runs(list(run.parents))
+    return False
+
+
+# A hand-off of created runs to another executor (``--executor slurm``): called with the store and the run ids of
+# the whole DAG (parents first) instead of the engine (``--detach``) or this process (the foreground).
+Handoff = Callable[[st.Store, Sequence[str]], None]
+
+
+def launch_experiment(store: st.Store, planned: Any, *, detach: bool = False, priority: int = 0,
+                      handoff: Handoff | None = None) -> tuple[Any, DagOutcome | None]:
+    """Submit a plan (``engine.grid.Plan``) and run it: in this process (the default), by the engine
+    (``detach``), or by ``handoff``. Returns the submission and, in the foreground, the DAG's outcome."""
+    from engine.grid import submit
+
+    foreground = not detach and handoff is None
+    sub = submit(store, planned, priority=priority, foreground_pid=os.getpid() if foreground else None)
+    if handoff is not None:
+        handoff(store, sub.run_ids)
+        return sub, None
+    if detach:
+        return sub, None
+    return sub, run_dag_here(store, sub.run_ids)
