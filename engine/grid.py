@@ -155,15 +155,15 @@ def plan(experiment: Experiment, workspace: Path, *, store: Store | None = None,
     reused (None: a workspace without one). ``only``: these labels (in the experiment's notation) and their hidden
     parents. ``replicates``: instead of the experiment's. ``sizes``: plan against these class sizes instead of
     the data's (a what-if plan: no data is read, configs are not validated, the store is not consulted)."""
+    reps = experiment.replicates if replicates is None else replicates
+    if reps < 1:
+        raise InputError(f"--replicates {reps}: must be at least 1")
+    confs = _selected(experiment, only)
     what_if = sizes is not None
     if not what_if:
         experiment.check_resolved()
         sizes = data_sizes(experiment, workspace)
     assert sizes is not None
-    reps = experiment.replicates if replicates is None else replicates
-    if reps < 1:
-        raise InputError(f"--replicates {reps}: must be at least 1")
-    confs = _selected(experiment, only)
     planner = _Planner(experiment, Path(workspace), None if what_if else store, sizes, validate=not what_if)
     if store is not None and not what_if:
         check_protocol(store, experiment)

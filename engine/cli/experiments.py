@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli.options import Json
+from engine.cli.options import Json, Workspace
 from engine.errors import InputError
 
 
@@ -41,6 +41,53 @@ def install(app: typer.Typer) -> None:
         else:
             print(f"wrote {target} (edit the data roots, or export the GANAUG_* variables it names)",
                   file=sys.stderr)
+
+    @app.command("prune")
+    def prune(
+        experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Only the runs of this "
+                                                       "experiment (default: the whole workspace).")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be freed.")] = False,
+        json_out: Json = False,
+        workspace: Workspace = None,
+    ) -> None:
+        """Free what finished runs no longer need: resume checkpoints of succeeded runs, pools no selection uses."""
+        from engine import store as st
+        from engine.workspace import prune as prune_workspace
+
+        with st.open_store(workspace, create=False) as store:
+            store.reap_dead_owners()
+            report = prune_workspace(store, experiment, dry_run=dry_run)
+        if json_out:
+            print(json.dumps(report))
+            return
+        for item in report["items"]:
+            print(f"{item['run_id']}: {item['what']} {_mb(item['bytes'])}", file=sys.stderr)
+        verb = "would free" if dry_run else "freed"
+        print(f"{verb} {_mb(report['freed_bytes'])} in {len(report['items'])} item(s)", file=sys.stderr)
+
+    @app.command("export")
+    def export(
+        experiment: Annotated[str, typer.Argument(help="Experiment name (as submitted with `ganaug run`).")],
+        out: Annotated[Path, typer.Option("--out", help="A new (or empty) folder for the copy.")],
+        json_out: Json = False,
+        workspace: Workspace = None,
+    ) -> None:
+        """A light copy of an experiment for another machine: store, results, predictions, metrics, logs, sample
+        grids, selections; no checkpoints or pools. Open it with ganaug-tui --workspace OUT."""
+        from engine import store as st
+        from engine.workspace import export as export_experiment
+
+        with st.open_store(workspace, readonly=True, create=False) as store:
+            report = export_experiment(store, experiment, out)
+        if json_out:
+            print(json.dumps(report))
+            return
+        print(f"exported {experiment}: {report['runs']} runs, {report['files']} files, {_mb(report['bytes'])} into "
+              f"{report['out']}; open it with: ganaug-tui --workspace {report['out']}", file=sys.stderr)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _pair(text: str | None, flag: str, minimum: int) -> tuple[int, int] | None:

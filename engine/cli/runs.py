@@ -150,39 +150,101 @@ def runs_logs(
             store.reap_dead_owners()  # a run whose owner dies meanwhile ends: following stops there
 
 
+ExperimentOpt = Annotated[str | None, typer.Option("--experiment", "-e", help="Every run of this experiment "
+                                                   "instead of ids (cancel and rm: those no other experiment or label "
+                                                   "shares; retry and priority: also the runs they wait for).")]
+LabelOpt = Annotated[str | None, typer.Option("--label", "-l", help="With --experiment: only this label's runs.")]
+OptionalRunIds = Annotated[list[str] | None, typer.Argument(help="Run ids, or any unambiguous part of one; or "
+                                                                 "--experiment NAME [--label L].")]
+
+
+def _by_experiment(run_ids: list[str] | None, experiment: str | None, label: str | None) -> bool:
+    """Whether a command acts on an experiment (``--experiment``) or on ids; one line when both or neither."""
+    if label is not None and experiment is None:
+        raise InputError("--label goes with --experiment NAME")
+    if experiment is not None and run_ids:
+        raise InputError("give run ids or --experiment NAME, not both")
+    if experiment is None and not run_ids:
+        raise InputError("Missing argument 'RUN_IDS...' (or --experiment NAME)")
+    return experiment is not None
+
+
+def _experiment_action(store: st.Store, experiment: str, label: str | None, action: str, **kw: Any) -> None:
+    from engine.workspace import act_on_experiment
+
+    done, kept = act_on_experiment(store, experiment, label, action, **kw)
+    for rid, what in done:
+        _err(f"{rid}: {what}")
+    if kept:
+        _err(f"left alone: {len(kept)} run(s) that other labels or experiments share "
+             f"({', '.join(r.id for r in kept[:3])}{', ...' if len(kept) > 3 else ''})")
+
+
 @runs_app.command("cancel")
-def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
+def runs_cancel(run_ids: OptionalRunIds = None, experiment: ExperimentOpt = None, label: LabelOpt = None,
+                workspace: Workspace = None) -> None:
     """Cancel runs: waiting ones end now; running ones stop gracefully (checkpoint, then SIGKILL after grace)."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for run, new in cancel_runs(store, run_ids):
+        if by_exp:
+            _experiment_action(store, experiment, label, "cancel", cancel=cancel_runs)  # type: ignore[arg-type]
+            return
+        for run, new in cancel_runs(store, run_ids or []):
             _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
 
 
 @runs_app.command("retry")
 def runs_retry(
-    run_ids: RunIds,
+    run_ids: OptionalRunIds = None,
     restart: Annotated[bool, typer.Option("--restart", help="Drop checkpoints: start from scratch.")] = False,
+    experiment: ExperimentOpt = None,
+    label: LabelOpt = None,
     workspace: Workspace = None,
 ) -> None:
     """Re-queue failed/cancelled/interrupted/dependency-failed runs (attempt + 1; children wait again)."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for run, new in store.retry_runs(run_ids, restart=restart):
+        if by_exp:
+            _experiment_action(store, experiment, label, "retry", restart=restart)  # type: ignore[arg-type]
+            return
+        for run, new in store.retry_runs(run_ids or [], restart=restart):
             _err(f"{run.id}: {new}")
 
 
 @runs_app.command("rm")
-def runs_rm(run_ids: RunIds, workspace: Workspace = None) -> None:
-    """Delete runs (row, metrics, events and folder). Refuses running ones."""
+def runs_rm(run_ids: OptionalRunIds = None, experiment: ExperimentOpt = None, label: LabelOpt = None,
+            workspace: Workspace = None) -> None:
+    """Delete runs (row, metrics, events and folder). Refuses running ones. With --experiment, the experiment
+    (or label) is forgotten too; runs it shares with others stay."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for rid in store.remove(run_ids):
+        if by_exp:
+            _experiment_action(store, experiment, label, "rm")  # type: ignore[arg-type]
+            return
+        for rid in store.remove(run_ids or []):
             _err(f"{rid}: removed")
 
 
 @runs_app.command("priority")
-def runs_priority(run_id: RunId, priority: Annotated[int, typer.Argument()], workspace: Workspace = None) -> None:
+def runs_priority(
+    args: Annotated[list[str], typer.Argument(help="RUN_ID... PRIORITY, or PRIORITY with --experiment.",
+                                              metavar="[RUN_ID...] PRIORITY")],
+    experiment: ExperimentOpt = None,
+    label: LabelOpt = None,
+    workspace: Workspace = None,
+) -> None:
     """Reorder: higher priority starts first (then first come, first served)."""
+    *run_ids, value = args
+    try:
+        priority = int(value)
+    except ValueError:
+        raise InputError(f"priority {value!r}: expected an integer (the last argument)") from None
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        store.set_priority(run_id, priority)
+        if by_exp:
+            _experiment_action(store, experiment, label, "priority", priority=priority)  # type: ignore[arg-type]
+            return
+        store.set_priorities(run_ids, priority)
 
 
 @runs_app.command("pause")

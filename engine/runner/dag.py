@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine import store as st
@@ -100,10 +101,61 @@ class _Display:
         (self.bar.console if self.bar is not None else self.console).print(line, highlight=False, soft_wrap=True)
 
 
+class ThreadShare:
+    """Torch's intra-op threads for the runs this process executes: every core while other processes leave the
+    cores idle, one thread while they take more than half a core. Two OpenMP threads spin-waiting against another
+    busy process are several times slower than one thread (a StyleGAN2 ``demo`` step on 2 cores with one core
+    busy elsewhere: 1,447 ms with 2 threads, 378 ms with 1; 234 vs 379 ms when quiet: ``bench/bench_threads.py``),
+    so the share is re-measured every ``period`` seconds from ``/proc/stat`` minus this process's own CPU time.
+    An explicit ``OMP_NUM_THREADS`` wins; elsewhere than Linux the threads stay as torch chose."""
+
+    def __init__(self, period: float = 5.0) -> None:
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.period = period
+        self.active = "OMP_NUM_THREADS" not in os.environ and Path("/proc/stat").is_file() and self.cores > 1
+        self._last: tuple[float, float, float] | None = None
+        self.threads: int | None = None
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        """(wall, busy CPU seconds of the machine, CPU seconds of this process)."""
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        own = os.times()
+        return time.monotonic(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+    def adjust(self, *, force: bool = False) -> None:
+        """Re-measure (at most every ``period`` s unless ``force``) and set torch's threads; from the thread that
+        runs the model (between two of its operations)."""
+        if not self.active:
+            return
+        now = time.monotonic()
+        if self._last is not None and not force and now - self._last[0] < self.period:
+            return
+        sample = self._sample()
+        if self._last is not None and sample[0] - self._last[0] > 0.05:
+            others = ((sample[1] - self._last[1]) - (sample[2] - self._last[2])) / (sample[0] - self._last[0])
+            want = 1 if others > 0.5 else self.cores
+            if want != self.threads:
+                import torch
+
+                torch.set_num_threads(want)
+                self.threads = want
+        self._last = sample
+
+    def probe(self, seconds: float = 0.3) -> None:
+        """A first measurement while this process is idle (before the first run)."""
+        if self.active:
+            self._last = self._sample()
+            time.sleep(seconds)
+            self.adjust(force=True)
+
+
 def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None = None) -> DagOutcome:
     """Execute every run of ``run_ids`` that is (or becomes) queued, parents first, in this process; wait for the
     ones another process runs. Returns when each has ended, or nothing can move without the user (a paused run).
-    ``device``: the runs' device when their config says ``auto`` (default: cuda when a GPU is visible)."""
+    ``device``: the runs' device when their config says ``auto`` (default: cuda when a GPU is visible). On a CPU
+    the runs' threads follow :class:`ThreadShare`."""
     from engine.runner.daemon import detect_gpus
     from engine.runner.launch import console_handler
     from engine.runner.worker import execute
@@ -111,6 +163,9 @@ def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None 
     ids = list(dict.fromkeys(run_ids))
     device = device or ("cuda" if detect_gpus() else "cpu")
     outcome = DagOutcome({})
+    share = ThreadShare() if device == "cpu" else None
+    if share is not None:
+        share.probe()
     with _Display(store, ids) as display:
         handler = console_handler(display.console)
         handler.setLevel(logging.WARNING)  # a whole DAG: the runs' warnings and errors, not every epoch
@@ -131,9 +186,15 @@ def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None 
                         continue  # another process took it first: it is waited for like the others
                     display.started(run)
                     t0 = time.monotonic()
+                    def on_progress(done: int, total: int, desc: str, rid: str = run.id) -> None:
+                        display.progress(rid, done, total, desc)
+                        if share is not None:
+                            share.adjust()  # the kind's own thread, between two of its operations
+
+                    if share is not None:
+                        share.adjust(force=True)
                     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the outcome document
-                        end = execute(store, run.id, device=device, console=handler,
-                                      on_progress=lambda d, t, desc, rid=run.id: display.progress(rid, d, t, desc))
+                        end = execute(store, run.id, device=device, console=handler, on_progress=on_progress)
                     seconds = time.monotonic() - t0
                     outcome.executed[run.id] = seconds
                     display.ended(run.id, end, store.get_run(run.id).exit_reason, seconds)

@@ -648,6 +648,40 @@ class Store:
         return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_labels'").fetchone() \
             is not None
 
+    def copy_subset(self, dest: Path, run_ids: Collection[str], experiment: str) -> None:
+        """Write a consistent copy of the store to ``dest`` (a new file) holding only these runs (their rows,
+        dependencies, metrics, events and labels) and this experiment: a light store for another machine. The copy
+        has no WAL, so it opens on read-only media as it is."""
+        keep = set(run_ids)
+        try:
+            with self._read() as conn:
+                out = sqlite3.connect(dest)
+                try:
+                    conn.backup(out)
+                finally:
+                    out.close()
+            out = sqlite3.connect(dest, isolation_level=None)
+            try:
+                out.execute("PRAGMA journal_mode = DELETE")
+                out.execute("BEGIN")
+                out.execute("CREATE TEMP TABLE keep(id TEXT PRIMARY KEY)")
+                out.executemany("INSERT INTO keep(id) VALUES (?)", [(r,) for r in keep])
+                for sql in ("DELETE FROM metrics WHERE run_id NOT IN (SELECT id FROM keep)",
+                            "DELETE FROM events WHERE run_id IS NULL OR run_id NOT IN (SELECT id FROM keep)",
+                            "DELETE FROM deps WHERE child NOT IN (SELECT id FROM keep)"
+                            " OR parent NOT IN (SELECT id FROM keep)",
+                            "DELETE FROM run_labels WHERE run_id NOT IN (SELECT id FROM keep) OR experiment != ?",
+                            "DELETE FROM runs WHERE id NOT IN (SELECT id FROM keep)",
+                            "UPDATE runs SET experiment = NULL WHERE experiment IS NOT NULL AND experiment != ?",
+                            "DELETE FROM experiments WHERE name != ?", "DELETE FROM settings"):
+                    out.execute(sql, (experiment,) if "?" in sql else ())
+                out.execute("COMMIT")
+                out.execute("VACUUM")
+            finally:
+                out.close()
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc) from None
+
     def experiments(self) -> list[dict[str, Any]]:
         """Experiments with their spec and run counts per status."""
         with self._read() as conn:
