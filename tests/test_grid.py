@@ -381,3 +381,35 @@ def test_prune_drops_resume_checkpoints_and_unused_pools_and_the_grid_makes_a_ne
         assert grid._reusable(s, ws, "gan-pool", s.get_run(unused).config_hash) is None  # a new pool is planned
         assert grid._reusable(s, ws, "gan-pool", s.get_run(used).config_hash).id == used
         assert prune(s)["items"] == []
+
+
+def test_the_command_line_queues_an_experiment_and_acts_on_a_label(demo_data, tmp_path, monkeypatch, capsys) -> None:
+    from engine.cli import main
+
+    _, sets = demo_data
+    ws = tmp_path / "ws"
+
+    def ganaug(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["ganaug", *args, "-w", str(ws)])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        return int(exc.value.code or 0), out, err
+
+    sets_args = [a for s in sets for a in ("--set", s)]
+    code, out, err = ganaug("run", "demo", "--only", "1:1/2 div", "--detach", "--json", *sets_args)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [(r["kind"], r["status"]) for r in doc["runs"]] == [
+        ("classify", "queued"), ("gan-train", "blocked"), ("gan-pool", "blocked"), ("select", "blocked"),
+        ("classify", "blocked"), ("classify", "blocked")]
+    assert all(set(r) == {"kind", "label", "labels", "replicate", "reused", "parents", "counts", "run_id", "status"}
+               for r in doc["runs"])
+    assert "no engine serves" in err
+    code, out, err = ganaug("runs", "cancel", "--experiment", "demo", "--label", "1:1/2 div")
+    assert code == 0 and out == ""
+    assert err.count(": cancelled") == 5 and "left alone" not in err  # only div uses its GAN here
+    with st.open_store(ws) as s:
+        assert s.get_run(doc["runs"][0]["run_id"]).status == st.QUEUED  # the baseline is 1:0's run
+    code, out, _ = ganaug("run", "demo", "--only", "1:1/2 div", "--dry-run", "--json", *sets_args)
+    assert code == 0 and all(r["reused"] for r in json.loads(out)["runs"])

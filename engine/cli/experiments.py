@@ -150,7 +150,12 @@ def run_experiment(name: str, *, file: Path | None, sets: list[str], only: list[
         print(f"{name}: {len(planned.runs)} runs ("
               + ", ".join(f"{k} {v['runs']}: {v['new']} new" for k, v in counts.items()) + ")",
               file=sys.stderr)
-        sub, outcome = launch_experiment(store, planned, detach=detach, priority=priority)
+        try:
+            sub, outcome = launch_experiment(store, planned, detach=detach, priority=priority)
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted; its unfinished runs are interrupted, and `ganaug run {name}` again resumes "
+                  "them", file=sys.stderr)
+            raise
         status = {r.id: r.status for r in store.get_runs(sub.run_ids)}
         if detach:
             from engine.runner.daemon import engine_info
