@@ -459,16 +459,17 @@ def submit(store: Store, plan_: Plan, *, priority: int = 0, foreground_pid: int 
     from engine import store as st
 
     exp = plan_.experiment
+    batch_index = {i: k for k, i in enumerate(plan_.new)}
     specs = []
     for i in plan_.new:
         r = plan_.runs[i]
-        parents: list[str | int] = [plan_.runs[p].run_id or plan_.new.index(p) for p in r.parents]  # type: ignore[misc]
+        parents: list[str | int] = [plan_.runs[p].run_id or batch_index[p] for p in r.parents]  # type: ignore[misc]
         specs.append(st.NewRun(r.kind, r.config, label=r.label, experiment=exp.name, labels=r.labels[1:],
                                parents=parents, priority=priority))
     created = store.create_runs(specs, foreground_pid=foreground_pid)
     for i, run_id in zip(plan_.new, created, strict=True):
         plan_.runs[i].run_id = run_id
-    reused = [r for r in plan_.runs if r.index not in set(plan_.new)]
+    reused = [r for r in plan_.runs if r.index not in batch_index]
     links = [(r.run_id, label) for r in reused if not r.external for label in r.labels]
     if links:
         store.link_runs(exp.name, links)  # type: ignore[arg-type]

@@ -34,10 +34,6 @@ class DagOutcome:
     status: dict[str, str]
     executed: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        return all(s == st.SUCCEEDED for s in self.status.values())
-
 
 class _Display:
     """The whole DAG on stderr: per kind, runs done of all; the run in progress with its own bar (a terminal), or
