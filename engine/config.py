@@ -7,9 +7,11 @@ in a 300-run grid is an error on one line, not a silently different experiment.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -396,6 +398,39 @@ class Experiment:
                              "submit it again from experiments.toml") from None
 
 
+def apply_sets(doc: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides to a config or a parsed experiments file, in place; returns ``doc``.
+
+    The value is JSON when it parses as JSON (numbers, true/false, quoted strings, lists, tables), else a string.
+    Missing tables on the path are created; a path part that meets a list of named tables (``[[experiment]]``)
+    picks the table of that name (``experiment.demo.replicates=2``). A malformed item is one InputError line."""
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise InputError(f"--set {item!r}: expected key.path=value")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node: Any = doc
+        *path, last = key.split(".")
+        for part in path:
+            if isinstance(node, list):
+                named = [t for t in node if isinstance(t, dict) and t.get("name") == part]
+                if not named:
+                    raise InputError(f"--set {item!r}: no table named {part!r} in that list")
+                node = named[0]
+                continue
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict | list):
+                raise InputError(f"--set {item!r}: {part!r} is not a mapping in the config")
+            node = child
+        if not isinstance(node, dict):
+            raise InputError(f"--set {item!r}: {path[-1] if path else key!r} is a list, not a mapping")
+        node[last] = value
+    return doc
+
+
 def shipped_experiments_text() -> str:
     """The ``experiments.toml`` that ships inside the package (what ``ganaug init`` writes out)."""
     from importlib.resources import files
@@ -403,15 +438,17 @@ def shipped_experiments_text() -> str:
     return files("engine").joinpath(EXPERIMENTS_FILE).read_text(encoding="utf-8")
 
 
-def read_experiments(file: str | Path | None = None, *, workspace: Path | None = None) -> list[Experiment]:
-    """``file``, else ``./experiments.toml``, else the shipped file (a pip install has no other)."""
+def read_experiments(file: str | Path | None = None, *, workspace: Path | None = None,
+                     sets: Sequence[str] = ()) -> list[Experiment]:
+    """``file``, else ``./experiments.toml``, else the shipped file (a pip install has no other); ``sets``:
+    ``key.path=value`` overrides of the file's keys for this call (:func:`apply_sets`)."""
     if file is not None:
-        return load_experiments(file, workspace=workspace)
+        return load_experiments(file, workspace=workspace, sets=sets)
     local = Path.cwd() / EXPERIMENTS_FILE
     if local.is_file():
-        return load_experiments(local, workspace=workspace)
+        return load_experiments(local, workspace=workspace, sets=sets)
     return parse_experiments(shipped_experiments_text(), Path(f"<shipped {EXPERIMENTS_FILE}>"), workspace=workspace,
-                             base=Path.cwd())
+                             base=Path.cwd(), sets=sets)
 
 
 def find_experiment(experiments: list[Experiment], name: str) -> Experiment:
@@ -425,7 +462,7 @@ def find_experiment(experiments: list[Experiment], name: str) -> Experiment:
 
 
 def load_experiments(path: str | Path, *, workspace: Path | None = None,
-                     env: dict[str, str] | None = None) -> list[Experiment]:
+                     env: dict[str, str] | None = None, sets: Sequence[str] = ()) -> list[Experiment]:
     """Read and validate ``experiments.toml``; every error is one line naming the file and the key
     (e.g. ``experiment[1].groups.ratio[2]``). ``{workspace}`` in paths needs ``workspace``; ``${VAR}`` reads
     ``env`` (default: the process environment). A path that cannot be resolved yet is no error here: it is
@@ -437,16 +474,18 @@ def load_experiments(path: str | Path, *, workspace: Path | None = None,
         raise InputError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    return parse_experiments(text, path, workspace=workspace, env=env, base=path.absolute().parent)
+    return parse_experiments(text, path, workspace=workspace, env=env, base=path.absolute().parent, sets=sets)
 
 
 def parse_experiments(text: str, source: Path, *, workspace: Path | None = None, env: dict[str, str] | None = None,
-                      base: Path | None = None) -> list[Experiment]:
-    """Validate the text of an experiments file; ``source`` names it in errors, ``base`` anchors relative paths."""
+                      base: Path | None = None, sets: Sequence[str] = ()) -> list[Experiment]:
+    """Validate the text of an experiments file; ``source`` names it in errors, ``base`` anchors relative paths,
+    ``sets`` override keys of the file first."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML: {exc}") from None
+    apply_sets(doc, sets)
     return _Loader(source, workspace, os.environ if env is None else env, base or Path.cwd()).experiments(doc)
 
 

@@ -70,10 +70,16 @@ CASES = [
     ("runs cancel", "{queued} nope", "unknown run id 'nope'"),
     ("runs cancel", "{queued} twin", "ambiguous"),
     ("runs cancel", "{queued} {failed}", "nothing to cancel"),
+    ("runs cancel", "--experiment nope", "--experiment 'nope': no runs of that experiment"),
+    ("runs cancel", "--label 1:0", "--label goes with --experiment"),
+    ("runs cancel", "", "Missing argument"),
     ("runs retry", "{failed} nope", "unknown run id 'nope'"),
     ("runs retry", "{failed} {queued}", "only failed"),
+    ("runs retry", "{failed} --experiment nope", "not both"),
     ("runs rm", "{failed} twin", "ambiguous"),
+    ("runs rm", "--experiment nope", "--experiment 'nope'"),
     ("runs priority", "{queued} high", "priority"),
+    ("runs priority", "--experiment nope 3", "--experiment 'nope'"),
     ("runs pause", "{queued} {failed}", "cannot pause"),
     ("runs resume", "{queued}", "not paused"),
     ("runs wait", "{queued} --timeout -1", "--timeout"),
@@ -93,6 +99,15 @@ CASES = [
     ("run", "sleep --after nope", "unknown run id 'nope'"),
     ("run", "sleep --config {ws}/missing.json", "missing.json"),
     ("run", "sleep --priority high", "--priority"),
+    ("run", "sleep --only 1:0", "--only goes with an experiment"),
+    ("run", "demo --replicates 0", "--replicates 0"),
+    ("run", "demo --only 9:9", "--only '9:9'"),
+    ("run", "demo --only 1:1/8", "not a configuration of experiment 'demo'"),
+    ("run", "demo --dry-run --class-sizes 5", "--class-sizes '5'"),
+    ("run", "demo --class-sizes 5:5", "goes with --dry-run"),
+    ("run", "demo --set experiment.nope.replicates=2", "no table named 'nope'"),
+    ("run", "demo --file {ws}/missing.toml", "missing.toml"),
+    ("run", "demo --label x", "--label goes with a run kind"),
     ("train", "--data {data} --format isic2019 --epochs 0", "max_epochs"),
     ("train", "--data {data} --format isic2019 --real-fraction 2", "real_fraction"),
     ("train", "--data {data} --format isic2019 --seed -1", "seed"),
@@ -105,6 +120,10 @@ CASES = [
     ("cache", "nope", "No such command"),
     ("init", "{ws}/ganaug.db", "not a folder"),
     ("results", "nope", "nope"),
+    ("prune", "--experiment nope", "--experiment 'nope'"),
+    ("prune", "extra", "extra argument"),
+    ("export", "nope --out {ws}/copy", "unknown experiment 'nope'"),
+    ("export", "nope", "Missing option '--out'"),
     ("results", "nope --format pdf", "--format"),
     ("tui", "--poll 0", "--poll"),
     ("gan train", "--family nope --data {data} --format isic2019 --features x", "unknown GAN family 'nope'"),
@@ -152,7 +171,8 @@ def test_every_verb_is_covered():
 
 @pytest.mark.parametrize("args", [["runs", "list"], ["runs", "show", "x"], ["runs", "logs", "x"],
                                   ["runs", "wait", "x"], ["engine", "status"], ["runs", "cancel", "x"],
-                                  ["cache", "gc"]])
+                                  ["cache", "gc"], ["prune"], ["export", "x", "--out", "copy"],
+                                  ["runs", "cancel", "--experiment", "x"]])
 def test_commands_on_existing_runs_never_create_a_workspace(tmp_path, monkeypatch, capsys, args):
     missing = tmp_path / "typo" / "runs"
     code, out, err = run(monkeypatch, capsys, *args, "--workspace", missing)

@@ -59,6 +59,7 @@ def load_aucs(store: Store, experiment: Experiment, test_sets: list[str] | None 
     """AUCs of every labelled classify run of ``experiment``; one run per (label, replicate): the latest that
     succeeded, else the latest (whose state is then reported as missing)."""
     sets = check_test_sets(experiment, test_sets)
+    check_protocols(store, experiment)
     labels = experiment.labels
     group = {c.label: g for g, confs in experiment.groups for c in confs}
     runs = store.labelled_runs(experiment.name)
@@ -89,6 +90,31 @@ def load_aucs(store: Store, experiment: Experiment, test_sets: list[str] | None 
                 missing += [(label, k, t, run.run_id, run.status, f"no {AUC_PREFIX}{t} metric")
                             for t in sets if (label, k, t) not in have]
     return ExperimentData(experiment, aucs, pd.DataFrame(missing, columns=MISSING_COLUMNS))
+
+
+def check_protocols(store: Store, experiment: Experiment) -> None:
+    """InputError when two succeeded runs that a group's comparisons pair (a configuration and the group's
+    baseline, or two runs of one configuration) were trained under different protocols
+    (``engine.train.protocol_diff``): their difference would be the protocol's, not the synthetic images'."""
+    import json
+
+    from engine.train.config import EXECUTION_KEYS, VARIABLE_KEYS, protocol_diff
+
+    rows = store.labelled_protocols(experiment.name, VARIABLE_KEYS | EXECUTION_KEYS, status=[SUCCEEDED])
+    by_label: dict[str, list[tuple[str, str]]] = {}
+    for label, text, run_id, _n in rows:
+        by_label.setdefault(label, []).append((text, run_id))
+    for gname, confs in experiment.groups:
+        compared = [experiment.baseline_of(gname), *(c.label for c in confs)]
+        seen = [(label, text, run_id) for label in dict.fromkeys(compared) for text, run_id in by_label.get(label, [])]
+        for label, text, run_id in seen[1:]:
+            diff = text != seen[0][1] and protocol_diff(json.loads(seen[0][1]), json.loads(text))
+            if diff:
+                raise InputError(
+                    f"experiment {experiment.name!r}, group {gname}: run {run_id} ({label}) and run {seen[0][2]} "
+                    f"({seen[0][0]}) were trained under different protocols ({', '.join(diff[:4])}); comparing them "
+                    "would measure the protocol, not the synthetic images (remove the runs of the other protocol, "
+                    "or submit it as another experiment)")
 
 
 def _ordered(df: pd.DataFrame, test_sets: list[str], labels: list[str]) -> pd.DataFrame:

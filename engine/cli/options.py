@@ -20,8 +20,8 @@ ExecutorName = Annotated[str, typer.Option(
     "--executor", help="Where the run executes: local (the engine's slots, or here) or slurm (a cluster job via "
                        "submitit; options from [executor.slurm] of experiments.toml and the flags below).")]
 ExperimentsFile = Annotated[Path | None, typer.Option(
-    "--file", help="experiments.toml to read [executor.slurm] from (default ./experiments.toml, else the shipped "
-                   "file).")]
+    "--file", help="The experiments file: an experiment's, and where [executor.slurm] is read (default "
+                   "./experiments.toml, else the shipped one).")]
 Cluster = Annotated[str | None, typer.Option(
     "--cluster", help="slurm, or local: submitit's LocalExecutor (jobs as local processes; tests and demos).")]
 Partition = Annotated[str | None, typer.Option("--partition", help="Slurm partition.")]
