@@ -12,12 +12,15 @@ import os
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from engine.executors.slurm import SlurmSettings
 
 # Tags of the paper's Figure 2 -> names used everywhere else in ganaug.
 GAN_TAGS: dict[str, str] = {
@@ -314,6 +317,7 @@ class Experiment:
     samplers: SamplerSettings = SamplerSettings()
     source: str = field(default="", compare=False)  # the toml it came from
     unresolved: tuple[str, ...] = field(default=(), compare=False)  # "file: key: why" per unresolvable path
+    slurm: SlurmSettings | None = field(default=None, compare=False)  # the file's [executor.slurm] (after --set)
 
     @property
     def configurations(self) -> list[Configuration]:
@@ -690,7 +694,7 @@ class _Loader:
         from engine.runner.kinds import kind_names
 
         self.known(doc, _TOP_KEYS, "")
-        check_executor_table(doc, str(self.source))  # [executor.slurm]: read where runs are enqueued (slurm_settings)
+        slurm = check_executor_table(doc, str(self.source))  # [executor.slurm]: for --executor slurm
         f_train, f_tests, f_masks = self.data(self.table(doc, "data", "data", None), "data")
         f_protocol = self.table(doc, "protocol", "protocol", None)
         f_gans = self.gans(self.table(doc, "gans", "gans", None), "gans")
@@ -715,8 +719,8 @@ class _Loader:
                                                  "would be ambiguous); rename the experiment")
             if any(e.name == name for e in out):
                 raise self.fail(f"{where}.name", f"experiment {name!r} defined twice")
-            out.append(self.experiment(i, table, defaults, (f_train, f_tests, f_masks), f_protocol, f_gans,
-                                       f_samplers))
+            out.append(replace(self.experiment(i, table, defaults, (f_train, f_tests, f_masks), f_protocol,
+                                               f_gans, f_samplers), slurm=slurm))
         return out
 
     def experiment(self, i: int, table: dict[str, Any], defaults: dict[str, Any],

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import TRANSLATION_GANS, Configuration, Experiment, GanSpec, Ratio
 from engine.errors import InputError
+from engine.executors import ExecutorSpec
 
 if TYPE_CHECKING:
     from engine.store import Run, Store
@@ -103,6 +104,7 @@ class Plan:
     replicates: int
     labels: list[str]  # the configurations planned (all, or those of --only)
     new: list[int] = field(default_factory=list)  # indexes of the runs to create, in creation order
+    executor: ExecutorSpec = ExecutorSpec()  # where the runs it creates or re-queues execute
 
     def to_json(self) -> dict[str, Any]:
         """``ganaug run EXPERIMENT --dry-run --json``: ``{"experiment", "runs": [...]}``."""
@@ -150,11 +152,12 @@ def _train(experiment: Experiment) -> Any:
 
 # ------------------------------------------------------------------------------------------ planning
 def plan(experiment: Experiment, workspace: Path, *, store: Store | None = None, only: list[str] | None = None,
-         replicates: int | None = None, sizes: Sizes | None = None) -> Plan:
+         replicates: int | None = None, sizes: Sizes | None = None, executor: ExecutorSpec | None = None) -> Plan:
     """Expand ``experiment`` into runs (nothing is created). ``store``: the workspace's store, whose runs are
     reused (None: a workspace without one). ``only``: these labels (in the experiment's notation) and their hidden
     parents. ``replicates``: instead of the experiment's. ``sizes``: plan against these class sizes instead of
-    the data's (a what-if plan: no data is read, configs are not validated, the store is not consulted)."""
+    the data's (a what-if plan: no data is read, configs are not validated, the store is not consulted).
+    ``executor``: where the runs will execute (default local); each config's device check asks it."""
     reps = experiment.replicates if replicates is None else replicates
     if reps < 1:
         raise InputError(f"--replicates {reps}: must be at least 1")
@@ -164,11 +167,13 @@ def plan(experiment: Experiment, workspace: Path, *, store: Store | None = None,
         experiment.check_resolved()
         sizes = data_sizes(experiment, workspace)
     assert sizes is not None
-    planner = _Planner(experiment, Path(workspace), None if what_if else store, sizes, validate=not what_if)
+    spec = executor or ExecutorSpec()
+    planner = _Planner(experiment, Path(workspace), None if what_if else store, sizes, validate=not what_if,
+                       executor=spec)
     if store is not None and not what_if:
         check_protocol(store, experiment)
     planner.expand(confs, reps)
-    return Plan(experiment, planner.runs, sizes, reps, [c.label for c in confs], planner.new)
+    return Plan(experiment, planner.runs, sizes, reps, [c.label for c in confs], planner.new, spec)
 
 
 def _selected(experiment: Experiment, only: list[str] | None) -> list[Configuration]:
@@ -202,8 +207,9 @@ class _Planner:
     """Adds runs in dependency order, merging identical ones and matching each with the store."""
 
     def __init__(self, experiment: Experiment, workspace: Path, store: Store | None, sizes: Sizes,
-                 validate: bool) -> None:
+                 validate: bool, executor: ExecutorSpec) -> None:
         self.exp, self.workspace, self.store, self.sizes, self.validate = experiment, workspace, store, sizes, validate
+        self.executor = executor
         self.runs: list[PlannedRun] = []
         self.new: list[int] = []
         self._by_key: dict[str, int] = {}
@@ -392,7 +398,8 @@ class _Planner:
         raw = config_hash(config) + kind
         if raw not in self._checked:
             try:
-                with planned_runs([self.runs[i].ref for i in self.new]):  # type: ignore[misc]
+                refs = [self.runs[i].ref for i in self.new]
+                with planned_runs(refs), self.executor.targeting(kind):  # type: ignore[arg-type]
                     self._checked[raw] = validate_config(kind, config, self.workspace)
             except InputError as exc:
                 what = f"{label}" + ("" if replicate is None else f" replicate {replicate}")
@@ -454,8 +461,9 @@ class Submission:
 
 def submit(store: Store, plan_: Plan, *, priority: int = 0, foreground_pid: int | None = None) -> Submission:
     """Create the plan's new runs (one transaction), link reused runs to their labels, re-queue reused runs
-    that ended badly or were interrupted, and store the experiment's spec. ``foreground_pid`` reserves the new
-    runs for that process (``ganaug run EXPERIMENT`` in the foreground)."""
+    that ended badly or were interrupted, and store the experiment's spec. The runs it creates or re-queues go
+    to the plan's executor (a run waiting from an earlier submission keeps its own). ``foreground_pid`` reserves
+    the new runs for that process (``ganaug run EXPERIMENT`` in the foreground)."""
     from engine import store as st
 
     exp = plan_.experiment
@@ -465,7 +473,7 @@ def submit(store: Store, plan_: Plan, *, priority: int = 0, foreground_pid: int 
         r = plan_.runs[i]
         parents: list[str | int] = [plan_.runs[p].run_id or batch_index[p] for p in r.parents]  # type: ignore[misc]
         specs.append(st.NewRun(r.kind, r.config, label=r.label, experiment=exp.name, labels=r.labels[1:],
-                               parents=parents, priority=priority))
+                               parents=parents, priority=priority, **plan_.executor.fields(r.kind)))
     created = store.create_runs(specs, foreground_pid=foreground_pid)
     for i, run_id in zip(plan_.new, created, strict=True):
         plan_.runs[i].run_id = run_id
@@ -478,7 +486,8 @@ def submit(store: Store, plan_: Plan, *, priority: int = 0, foreground_pid: int 
     requeued = []
     for ids, resume in ((interrupted, True), (again, False)):
         if ids:
-            requeued += [run.id for run, _ in store.retry_runs(ids, resume=resume)]  # type: ignore[arg-type]
+            requeued += [run.id for run, _ in store.retry_runs(  # type: ignore[arg-type]
+                ids, resume=resume, executor=plan_.executor.fields)]
     previous = store.experiment_spec(exp.name) or {}
     spec = exp.to_spec()
     spec["replicates"] = max(plan_.replicates, int(previous.get("replicates") or 0))
@@ -489,24 +498,26 @@ def submit(store: Store, plan_: Plan, *, priority: int = 0, foreground_pid: int 
 
 # ------------------------------------------------------------------------------------------ for the TUI and scripts
 def preview(workspace: Path, experiment: Experiment, *, only: list[str] | None = None,
-            replicates: int | None = None) -> Plan:
+            replicates: int | None = None, executor: ExecutorSpec | None = None) -> Plan:
     """The plan of an experiment (or some of its labels) against the workspace's store, creating nothing (the
     TUI Builder's preview, ``ganaug run EXPERIMENT --dry-run``)."""
     from engine import store as st
 
     workspace = st.resolve_workspace(workspace)
     if not st.db_path(workspace).is_file():
-        return plan(experiment, workspace, only=only, replicates=replicates)
+        return plan(experiment, workspace, only=only, replicates=replicates, executor=executor)
     with st.open_store(workspace, readonly=True, create=False) as store:
-        return plan(experiment, workspace, store=store, only=only, replicates=replicates)
+        return plan(experiment, workspace, store=store, only=only, replicates=replicates, executor=executor)
 
 
 def enqueue(workspace: Path, experiment: Experiment, *, only: list[str] | None = None,
-            replicates: int | None = None, priority: int = 0) -> tuple[Plan, Submission]:
-    """Plan and queue an experiment (or some of its labels) for the engine (the TUI Builder's enqueue,
-    ``ganaug run EXPERIMENT --detach``)."""
+            replicates: int | None = None, priority: int = 0,
+            executor: ExecutorSpec | None = None) -> tuple[Plan, Submission]:
+    """Plan and queue an experiment (or some of its labels) for the engine, to ``executor`` (default local; the
+    TUI Builder's enqueue)."""
     from engine import store as st
 
     with st.open_store(workspace) as store:
-        planned = plan(experiment, store.workspace, store=store, only=only, replicates=replicates)
+        planned = plan(experiment, store.workspace, store=store, only=only, replicates=replicates,
+                       executor=executor)
         return planned, submit(store, planned, priority=priority)

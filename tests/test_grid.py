@@ -413,3 +413,49 @@ def test_the_command_line_queues_an_experiment_and_acts_on_a_label(demo_data, tm
         assert s.get_run(doc["runs"][0]["run_id"]).status == st.QUEUED  # the baseline is 1:0's run
     code, out, _ = ganaug("run", "demo", "--only", "1:1/2 div", "--dry-run", "--json", *sets_args)
     assert code == 0 and all(r["reused"] for r in json.loads(out)["runs"])
+
+
+def test_an_experiment_runs_as_cluster_jobs_with_executor_slurm(demo_data, tmp_path) -> None:
+    """`ganaug run demo --executor slurm` in the foreground, `[executor.slurm]` from the experiments file
+    (`cluster = "local"`: submitit's LocalExecutor, jobs as local processes, the real submitit path): the DAG behind
+    `1:1/2` (baseline -> domain-FID GAN -> pool -> selection -> fine-tune) runs as jobs in dependency order, is
+    ingested, and is linked under its labels; `--set` reaches the file's executor table, and a run an earlier
+    local submission left cancelled is re-queued to the cluster."""
+    from engine_helpers import cli, kill_everything
+
+    from engine.config import shipped_experiments_text
+
+    _, sets = demo_data
+    ws = tmp_path / "ws"
+    toml = tmp_path / "experiments.toml"
+    toml.write_text(shipped_experiments_text() + '\n[executor.slurm]\ncluster = "local"\ntime = 30\n')
+    args = ["--file", str(toml), *[a for s in sets for a in ("--set", s)], "--replicates", "1"]
+    try:
+        first = json.loads(cli(ws, "run", "demo", "--only", "1:0", "--detach", "--json", *args).stdout)
+        baseline = first["runs"][0]["run_id"]
+        cli(ws, "runs", "cancel", baseline)
+        proc = cli(ws, "run", "demo", "--only", "1:0", "--only", "1:1/2", "--executor", "slurm", "--json",
+                   "--set", "executor.slurm.time=20", *args, timeout=300)
+    finally:
+        kill_everything(ws)
+    doc = json.loads(proc.stdout)
+    assert [(r["kind"], r["labels"]) for r in doc["runs"]] == [
+        ("classify", ["1:0"]), ("gan-train", ["1:1/2"]), ("gan-pool", ["1:1/2"]), ("select", ["1:1/2"]),
+        ("classify", ["1:1/2"])]
+    assert {r["status"] for r in doc["runs"]} == {st.SUCCEEDED}, proc.stderr
+    assert doc["runs"][0]["run_id"] == baseline and "demo: 5 runs on slurm" in proc.stderr
+    with st.open_store(ws) as s:
+        runs = s.get_runs([r["run_id"] for r in doc["runs"]])
+        for run in runs:
+            assert (run.executor, run.slot) == ("slurm", "slurm") and run.job_id, run.id
+            assert run.executor_opts["cluster"] == "local" and run.executor_opts["time_min"] == 20
+            assert f"job {run.job_id}" in [ev["message"] for ev in s.events(run.id)]
+        assert s.get_run(baseline).attempt == 2  # the cancelled local run, re-queued to the cluster
+        for parent, child in zip(runs, runs[1:], strict=False):  # each waited for the one before it
+            assert child.started >= parent.ended and parent.id in child.parents, (parent.id, child.id)
+        assert sorted((lab, rid) for _, lab, rid in s.run_labels("demo")) == sorted(
+            [("1:0", baseline)] + [("1:1/2", r.id) for r in runs[1:]])
+        aucs = s.labelled_metrics("demo")
+        assert set(aucs["run_id"]) == {baseline, runs[4].id} and "auc/isic19" in set(aucs["name"])
+    gan = json.loads((ws / runs[1].id / "result.json").read_text())
+    assert gan["features"] == f"domain:{baseline}"  # the hidden edge: the baseline's features chose the checkpoint

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli.options import Json, Workspace
+from engine.cli.options import Json, Workspace, executor_from_options
 from engine.errors import InputError
 
 
@@ -106,9 +106,11 @@ def _pair(text: str | None, flag: str, minimum: int) -> tuple[int, int] | None:
 
 def run_experiment(name: str, *, file: Path | None, sets: list[str], only: list[str] | None, replicates: int | None,
                    dry_run: bool, class_sizes: str | None, mask_sizes: str | None, detach: bool, json_out: bool,
-                   priority: int, workspace: Path | None) -> None:
+                   priority: int, workspace: Path | None, executor: str = "local",
+                   executor_flags: dict[str, Any] | None = None) -> None:
     """``ganaug run EXPERIMENT``: plan the experiment's DAG; print it (``--dry-run``), queue it for the engine
-    (``--detach``) or run it here; exit 1 when a run did not succeed."""
+    (``--detach``) or run it here; exit 1 when a run did not succeed. ``executor`` (``--executor``) and
+    ``executor_flags`` (``--partition`` ...) say where its runs go, on top of the file's ``[executor.slurm]``."""
     from engine import grid
     from engine import store as st
     from engine.config import find_experiment, read_experiments
@@ -129,12 +131,13 @@ def run_experiment(name: str, *, file: Path | None, sets: list[str], only: list[
         raise InputError(f"unknown run kind or experiment {name!r} (run kinds: {', '.join(kind_names())}; "
                          f"experiments in {experiments[0].source}: {', '.join(e.name for e in experiments)})")
     experiment = find_experiment(experiments, name)
+    spec = executor_from_options(executor, file, settings=experiment.slurm, **(executor_flags or {}))
     if dry_run:
         if sizes is not None:
             planned = grid.plan(experiment, ws, only=only, replicates=replicates,
                                 sizes=grid.Sizes(*sizes, masks=masks))
         else:
-            planned = grid.preview(ws, experiment, only=only, replicates=replicates)
+            planned = grid.preview(ws, experiment, only=only, replicates=replicates, executor=spec)
         if json_out:
             print(json.dumps(planned.to_json()))
         else:
@@ -145,9 +148,10 @@ def run_experiment(name: str, *, file: Path | None, sets: list[str], only: list[
 
     with st.open_store(ws) as store:
         store.reap_dead_owners()
-        planned = grid.plan(experiment, ws, store=store, only=only, replicates=replicates)
+        planned = grid.plan(experiment, ws, store=store, only=only, replicates=replicates, executor=spec)
         counts = planned.summary()
-        print(f"{name}: {len(planned.runs)} runs ("
+        where = "" if planned.executor.name == "local" else f" on {planned.executor.name}"
+        print(f"{name}: {len(planned.runs)} runs{where} ("
               + ", ".join(f"{k} {v['runs']}: {v['new']} new" for k, v in counts.items()) + ")",
               file=sys.stderr)
         try:

@@ -475,11 +475,9 @@ def run_command(
         for flag, value in (("--config", config), ("--label", label), ("--after", after)):
             if value:
                 raise InputError(f"{flag} goes with a run kind; {kind!r} is not one ({', '.join(kind_names())})")
-        if executor != "local" or any(v is not None for v in slurm_flags.values()):
-            raise InputError("--executor and its flags go with a run kind for now; an experiment runs locally")
         run_experiment(kind, file=file, sets=sets or [], only=only, replicates=replicates, dry_run=dry_run,
                        class_sizes=class_sizes, mask_sizes=mask_sizes, detach=detach, json_out=json_out,
-                       priority=priority, workspace=workspace)
+                       priority=priority, workspace=workspace, executor=executor, executor_flags=slurm_flags)
         return
     for flag, value in (("--only", only), ("--replicates", replicates), ("--dry-run", dry_run),
                         ("--class-sizes", class_sizes), ("--mask-sizes", mask_sizes)):

@@ -16,12 +16,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine import store as st
+from engine.errors import InputError
+from engine.store.owners import engine_info
 
 WAIT_POLL_S = 0.5
 # What a DAG's stages are called on screen, in the order they run.
@@ -149,14 +151,22 @@ class ThreadShare:
 
 
 def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None = None) -> DagOutcome:
-    """Execute every run of ``run_ids`` that is (or becomes) queued, parents first, in this process; wait for the
-    ones another process runs. Returns when each has ended, or nothing can move without the user (a paused run).
-    ``device``: the runs' device when their config says ``auto`` (default: cuda when a GPU is visible). On a CPU
-    the runs' threads follow :class:`ThreadShare`."""
+    """Be the head of a DAG until each of its runs has ended, or nothing can move without the user (a paused run):
+    every run of ``run_ids`` that is (or becomes) queued starts, parents first: a local run executes in this
+    process (one at a time), a cluster run is submitted as its job, which this process watches (ingests, judges,
+    resubmits when preempted). Runs another process owns are waited for. ``device``: the local runs' device when
+    their config says ``auto`` (default: cuda when a GPU is visible); on a CPU their threads follow
+    :class:`ThreadShare`. While a local run executes, cluster runs are not watched: their children start after it.
+
+    Ctrl-C: the local run in progress stops gracefully (interrupted), the runs waiting for this process end
+    interrupted, and the cluster jobs this process submitted are cancelled (watched until they stopped; a second
+    Ctrl-C stops watching, and the engine judges them)."""
     from engine.executors.local import detect_gpus
+    from engine.runner.head import Head
     from engine.runner.launch import console_handler, execute_here
 
     ids = list(dict.fromkeys(run_ids))
+    me = os.getpid()
     device = device or ("cuda" if detect_gpus() else "cpu")
     outcome = DagOutcome({})
     share = ThreadShare() if device == "cpu" else None
@@ -165,23 +175,31 @@ def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None 
     with _Display(store, ids) as display:
         handler = console_handler(display.console)
         handler.setLevel(logging.WARNING)  # a whole DAG: the runs' warnings and errors, not every epoch
-        waiting_said = False
-        try:
-            while True:
+        head = Head(store, say=display.say)
+        waiting_said = cancelling = False
+        while True:
+            try:
                 runs = {r.id: r for r in store.get_runs(ids)}
                 status = {rid: r.status for rid, r in runs.items()}
                 display.update(status)
                 open_ = [runs[r] for r in ids if status[r] not in (*st.TERMINAL, st.INTERRUPTED)]
+                mine = _watch_cluster(store, head, open_, me, start=not cancelling)
+                if cancelling:
+                    if not mine:
+                        raise KeyboardInterrupt
+                    time.sleep(WAIT_POLL_S)
+                    continue
                 if not open_:
                     break
-                ready = sorted((r for r in open_ if r.status == st.QUEUED), key=lambda r: (-r.priority, r.seq))
+                ready = sorted((r for r in open_ if r.status == st.QUEUED and r.executor == "local"),
+                               key=lambda r: (-r.priority, r.seq))
                 if ready:
                     run = ready[0]
-                    if not store.claim(run.id, slot="foreground", engine_pid=None, pid=os.getpid(),
-                                       foreground_pid=os.getpid()):
+                    if not store.claim(run.id, slot="foreground", engine_pid=None, pid=me, foreground_pid=me):
                         continue  # another process took it first: it is waited for like the others
                     display.started(run)
                     t0 = time.monotonic()
+
                     def on_progress(done: int, total: int, desc: str, rid: str = run.id) -> None:
                         display.progress(rid, done, total, desc)
                         if share is not None:
@@ -200,54 +218,80 @@ def run_dag_here(store: st.Store, run_ids: Sequence[str], *, device: str | None 
                 if not _can_move(store, open_):
                     display.say(f"{len(open_)} run(s) wait on paused runs (`ganaug runs resume ...`); stopping here")
                     break
-                if not waiting_said:
+                if not waiting_said and any(r.status in st.ACTIVE and r.foreground_pid != me for r in open_):
                     display.say("waiting for runs that another process (the engine?) is running")
                     waiting_said = True
                 time.sleep(WAIT_POLL_S)
                 store.reap_dead_owners()
-        except KeyboardInterrupt:
-            for run in store.get_runs(ids):
-                if run.status in (st.QUEUED, st.BLOCKED) and run.foreground_pid == os.getpid():
-                    store.finish(run.id, st.INTERRUPTED, "interrupted (Ctrl-C) before it started",
-                                 only_from=(st.QUEUED, st.BLOCKED))
-            raise
+            except KeyboardInterrupt:
+                if cancelling:
+                    raise
+                cancelling = True
+                runs_now = store.get_runs(ids)
+                for run in runs_now:
+                    if run.status in (st.QUEUED, st.BLOCKED) and run.foreground_pid == me:
+                        store.finish(run.id, st.INTERRUPTED, "interrupted (Ctrl-C) before it started",
+                                     only_from=(st.QUEUED, st.BLOCKED))
+                jobs = [r.id for r in runs_now if r.executor == "slurm" and r.status in st.ACTIVE
+                        and r.foreground_pid == me]
+                if not jobs:
+                    raise
+                display.say(f"cancelling {len(jobs)} cluster job(s) (Ctrl-C again to stop watching them; the "
+                            "engine then judges them)")
+                from engine.runner.control import cancel_runs
+
+                with contextlib.suppress(InputError):
+                    cancel_runs(store, jobs)
     outcome.status = {r.id: r.status for r in store.get_runs(ids)}
     return outcome
 
 
+def _watch_cluster(store: st.Store, head: Any, open_: list[st.Run], me: int, *, start: bool) -> list[st.Run]:
+    """One pass of this process as the head of the DAG's cluster runs: submit the queued ones (``start``), ingest
+    the folders of the active ones, judge their jobs (those this process submitted; every one when no engine
+    serves the workspace, e.g. jobs a killed head left) and forward cancels. Returns the active cluster runs this
+    process owns."""
+    if start:
+        for run in open_:
+            if run.status == st.QUEUED and run.executor == "slurm":  # first submission, or a resubmission
+                head.slurm.start(run.id, foreground_pid=me)
+    cluster = [r.id for r in open_ if r.executor == "slurm"]
+    if not cluster:
+        return []
+    active = [r for r in store.get_runs(cluster) if r.status in st.ACTIVE]
+    no_engine = engine_info(store.workspace) is None
+    head.watch(active, judge=lambda run: run.foreground_pid == me or no_engine)
+    return [r for r in store.get_runs([r.id for r in active]) if r.status in st.ACTIVE and r.foreground_pid == me]
+
+
 def _can_move(store: st.Store, open_: list[st.Run]) -> bool:
     """Whether a run still open can start without the user: it runs or waits queued somewhere, or an ancestor
-    does (a run that only waits on paused runs, or is paused itself, cannot)."""
+    does (a run that only waits on paused runs, or is paused itself, cannot). Read afresh: this pass may have
+    moved them (a job's outcome ingested), and a run that ended meanwhile is a move too."""
     seen: set[str] = set()
-    frontier = list(open_)
+    ids = {r.id for r in open_}
+    frontier = store.get_runs(list(ids))
+    ended = (*st.TERMINAL, st.INTERRUPTED)
     while frontier:
         run = frontier.pop()
         if run.id in seen:
             continue
         seen.add(run.id)
-        if run.status in (st.RUNNING, st.QUEUED):
+        if run.status in (st.RUNNING, st.QUEUED) or (run.status in ended and run.id in ids):
             return True
         if run.status == st.BLOCKED:
             frontier += store.get_runs(list(run.parents))
     return False
 
 
-# A hand-off of created runs to another executor (``--executor slurm``): called with the store and the run ids of
-# the whole DAG (parents first) instead of the engine (``--detach``) or this process (the foreground).
-Handoff = Callable[[st.Store, Sequence[str]], None]
-
-
-def launch_experiment(store: st.Store, planned: Any, *, detach: bool = False, priority: int = 0,
-                      handoff: Handoff | None = None) -> tuple[Any, DagOutcome | None]:
-    """Submit a plan (``engine.grid.Plan``) and run it: in this process (the default), by the engine
-    (``detach``), or by ``handoff``. Returns the submission and, in the foreground, the DAG's outcome."""
+def launch_experiment(store: st.Store, planned: Any, *, detach: bool = False,
+                      priority: int = 0) -> tuple[Any, DagOutcome | None]:
+    """Submit a plan (``engine.grid.Plan``, whose executor its runs go to) and run it: with this process as its
+    head (the default), or by the engine (``detach``). Returns the submission and, in the foreground, the DAG's
+    outcome."""
     from engine.grid import submit
 
-    foreground = not detach and handoff is None
-    sub = submit(store, planned, priority=priority, foreground_pid=os.getpid() if foreground else None)
-    if handoff is not None:
-        handoff(store, sub.run_ids)
-        return sub, None
+    sub = submit(store, planned, priority=priority, foreground_pid=None if detach else os.getpid())
     if detach:
         return sub, None
     return sub, run_dag_here(store, sub.run_ids)

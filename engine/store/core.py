@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import tempfile
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -986,13 +986,15 @@ class Store:
         """Re-queue one run (see ``retry_runs``); its new status."""
         return self.retry_runs([run_id], restart=restart, resume=resume)[0][1]
 
-    def retry_runs(self, run_ids: Sequence[str], *, restart: bool = False,
-                   resume: bool = False) -> list[tuple[Run, str]]:
+    def retry_runs(self, run_ids: Sequence[str], *, restart: bool = False, resume: bool = False,
+                   executor: Callable[[str], dict[str, Any]] | None = None) -> list[tuple[Run, str]]:
         """failed/cancelled/interrupted/dependency-failed -> queued (or blocked); their dependency-failed
         descendants wait again. A parent that ended badly must be retried first or in the same call (runs are
         re-queued parents first; a dependency-failed run that a retried parent already made wait stays waiting).
         ``restart`` drops the checkpoints first. A retry the user asks for is a new attempt (``attempt`` + 1);
-        ``resume`` (the engine re-queueing what a crash or stop interrupted) counts in ``resumes`` instead."""
+        ``resume`` (the engine re-queueing what a crash or stop interrupted) counts in ``resumes`` instead.
+        ``executor``: kind -> the ``NewRun`` executor fields the re-queued runs take (a resubmitted experiment goes
+        where its submission says); default: each keeps its own."""
         runs = sorted(self.get_runs(run_ids), key=lambda r: r.seq)  # parents before children
         batch = {r.id for r in runs}
         with self._read() as conn:
@@ -1014,6 +1016,12 @@ class Store:
             with self._tx() as conn:
                 status = self._status_from_parents(conn, run.parents)
                 self._requeue(conn, run.id, status, resume=resume)
+                if executor is not None:
+                    where = executor(run.kind)
+                    opts = where.get("executor_opts")
+                    conn.execute("UPDATE runs SET executor = ?, executor_opts = ? WHERE id = ?",
+                                 (where["executor"], None if opts is None else json.dumps(opts, sort_keys=True),
+                                  run.id))
                 touched = [run.id, *self._reblock_descendants(conn, run.id)]
             self._write_run_json(touched)
             out.append((run, status))
