@@ -208,7 +208,8 @@ _DATA_KEYS = ("train", "tests", "masks")
 _TRAIN_KEYS = ("format", "root", "split_file", "split_seed")
 _TEST_KEYS = ("format", "root", "subset")
 _MASK_KEYS = ("root",)
-_GAN_KEYS = ("family", "preset", "kimg", "features", "fid_weights", "pool_per_class", "import", "trust", "code")
+_GAN_KEYS = ("family", "preset", "kimg", "snapshot_kimg", "features", "fid_weights", "select_margin", "select_relative",
+             "pool_per_class", "import", "trust", "code")
 _SAMPLER_KEYS = ("diverse_threshold", "all_mode", "helper")
 _DEFAULT_KEYS = ("replicates", "test_sets", "cap")
 _EXPERIMENT_KEYS = ("name", "baseline", "replicates", "cap", "test_sets", "groups", "data", "protocol", "gans",
@@ -259,7 +260,9 @@ class GanSpec:
     ``features = "baseline"``: FID checkpoints on the domain features of replicate 0 of the ``1:0`` baseline;
     ``fid_weights``: on the standard Inception FID network from that local file (the paper's FID).
     ``import_file`` (toml key ``import``): an external generator instead of training one (``trust``/``code`` as
-    ``ganaug gan import``). ``pool_per_class`` None and ``kimg`` None: the preset's own values.
+    ``ganaug gan import``). ``pool_per_class``, ``kimg`` and ``snapshot_kimg`` (checkpoint spacing) None: the
+    preset's own values; ``select_margin`` / ``select_relative`` None: the checkpoint rule's defaults for the
+    feature space (``engine.gans.metrics.default_margin``).
     """
 
     tag: str
@@ -272,6 +275,9 @@ class GanSpec:
     import_file: str | None = None
     trust: bool = False
     code: str | None = None
+    snapshot_kimg: int | None = None
+    select_margin: float | None = None
+    select_relative: bool | None = None
 
     @property
     def translation(self) -> bool:
@@ -280,7 +286,9 @@ class GanSpec:
     def to_json(self) -> dict[str, Any]:
         return {"tag": self.tag, "family": self.family, "preset": self.preset, "kimg": self.kimg,
                 "features": self.features, "fid_weights": self.fid_weights, "pool_per_class": self.pool_per_class,
-                "import": self.import_file, "trust": self.trust, "code": self.code}
+                "import": self.import_file, "trust": self.trust, "code": self.code,
+                "snapshot_kimg": self.snapshot_kimg, "select_margin": self.select_margin,
+                "select_relative": self.select_relative}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GanSpec:
@@ -629,7 +637,7 @@ class _Loader:
             bad: list[str] = []
             imported = self.path_key(t, "import", gkey, bad)
             if imported is not None:
-                for k in ("preset", "kimg"):
+                for k in ("preset", "kimg", "snapshot_kimg"):
                     if k in t:
                         raise self.fail(f"{gkey}.{k}", "an imported generator is not trained here")
             elif "trust" in t or "code" in t:
@@ -650,8 +658,14 @@ class _Loader:
             pool = self.integer(t, "pool_per_class", gkey, minimum=1)
             if pool is not None and family in TRANSLATION_GANS:
                 raise self.fail(f"{gkey}.pool_per_class", f"{family} makes one image per mask; it has no pool")
+            margin = t.get("select_margin")
+            if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0):
+                raise self.fail(f"{gkey}.select_margin", f"must be a number >= 0, got {margin!r}")
+            relative = self.boolean(t, "select_relative", gkey, False) if "select_relative" in t else None
             spec = GanSpec(tag, family, preset, kimg, None if fid_weights else "baseline", fid_weights, pool,
-                           imported, self.boolean(t, "trust", gkey, False), self.path_key(t, "code", gkey, bad))
+                           imported, self.boolean(t, "trust", gkey, False), self.path_key(t, "code", gkey, bad),
+                           self.integer(t, "snapshot_kimg", gkey, minimum=1),
+                           None if margin is None else float(margin), relative)
             out[tag] = _Parsed(spec, gkey, tuple(bad))
         return out
 

@@ -154,6 +154,7 @@ class DemoResult:
     results: Results | None = None
     files: list[Path] = field(default_factory=list)
     reused: int = 0
+    gans: list[dict[str, Any]] = field(default_factory=list)  # gan_summaries: the checkpoint each GAN chose, and why
 
     @property
     def ok(self) -> bool:
@@ -165,7 +166,7 @@ class DemoResult:
         return {"data_dir": str(self.data_dir), "datasets": self.datasets, "experiment": DEMO_EXPERIMENT,
                 "runs": self.runs, "reused": self.reused, "stages": self.stages, "budget": BUDGET,
                 "results": None if self.results is None else tables.records(self.results.table),
-                "files": [str(f) for f in self.files]}
+                "gans": self.gans, "files": [str(f) for f in self.files]}
 
 
 def run_demo(
@@ -244,11 +245,53 @@ def _run_experiment(workspace: Path, sets: list[str], file: Path | None, result:
         for stage in ("GAN", "pool", "selection", "fine-tunes"):
             result.stages[stage] = sum(s for rid, s in outcome.executed.items() if _STAGE_OF_KIND[kinds[rid]] == stage)
         result.runs = outcome.status
+        result.gans = gan_summaries(store, sub.run_ids)
         t1 = time.perf_counter()
         if any(s == "succeeded" for rid, s in outcome.status.items() if kinds[rid] == "classify"):
             result.results = analyse(store, DEMO_EXPERIMENT)
             result.files = write_files(result.results, workspace / "results" / DEMO_EXPERIMENT)
         result.stages["analysis"] = time.perf_counter() - t1
+
+
+def gan_summaries(store: Any, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Per finished GAN run among ``run_ids``: the checkpoint the rule selected, the rule in words, the metrics of
+    every checkpoint (FID, precision, recall on its feature space) and the selected checkpoint's sample grid: what
+    the pool was drawn from, shown at the end of the demo."""
+    import json
+
+    out = []
+    for run in store.get_runs(list(run_ids)):
+        if run.kind not in ("gan-train", "gan-import") or run.status != "succeeded":
+            continue
+        try:
+            doc = json.loads((store.run_dir(run.id) / "result.json").read_text())
+        except (OSError, ValueError):
+            continue
+        selected = doc["selected"]
+        chosen = next(c for c in doc["checkpoints"] if c["kimg"] == selected["kimg"])
+        out.append({"run_id": run.id, "kimg": selected["kimg"], "rule": selected["rule"],
+                    "grid": str(store.run_dir(run.id) / chosen["grid"]) if chosen.get("grid") else None,
+                    "checkpoints": [{k: v for k, v in c.items() if k == "kimg" or k.startswith(_SCORES)}
+                                    for c in doc["checkpoints"]]})
+    return out
+
+
+_SCORES = ("fid", "precision", "recall")
+
+
+def gan_lines(gans: Sequence[dict[str, Any]]) -> list[str]:
+    """``gan_summaries`` as text: the selected checkpoint, the rule, the curve, the sample grid."""
+    lines = []
+    for g in gans:
+        names = [k for k in g["checkpoints"][0] if k != "kimg"] if g["checkpoints"] else []
+        lines.append(f"GAN {g['run_id']}: checkpoint kimg {g['kimg']} selected ({g['rule']})")
+        lines.append("  " + "  ".join([f"{'kimg':>5}", *(f"{n:>16}" for n in names)]))
+        for c in g["checkpoints"]:
+            mark = "  <- selected" if c["kimg"] == g["kimg"] else ""
+            lines.append("  " + "  ".join([f"{c['kimg']:>5}", *(f"{c[n]:>16.3f}" for n in names)]) + mark)
+        if g["grid"]:
+            lines.append(f"  its samples: {g['grid']}")
+    return lines
 
 
 def budget_lines(stages: dict[str, float]) -> list[str]:

@@ -281,6 +281,9 @@ class _Planner:
             assert baseline is not None
             metrics = {"features": self.ref(baseline)}
             parents.append(baseline)
+        for key in ("select_margin", "select_relative"):  # the checkpoint rule's knobs, when the file sets them
+            if getattr(g, key) is not None:
+                metrics[key] = getattr(g, key)
         if g.import_file is not None:
             from engine.gans.external import file_format
 
@@ -302,6 +305,8 @@ class _Planner:
         gan: dict[str, Any] = {}
         if g.kimg is not None:
             gan["kimg"] = int(g.kimg) if float(g.kimg).is_integer() else g.kimg
+        if g.snapshot_kimg is not None:
+            gan["snapshot_kimg"] = g.snapshot_kimg
         config = {"family": g.family, "preset": g.preset, "gan": gan, "data": data, "metrics": metrics, **self.device}
         return self.add("gan-train", config, label, None, parents)
 

@@ -109,6 +109,8 @@ CASES = [
     ("run", "demo --file {ws}/missing.toml", "missing.toml"),
     ("run", "demo --label x", "--label goes with a run kind"),
     ("run", "demo --partition gpu", "--partition applies to --executor slurm only"),
+    ("run", "demo --dry-run --set experiment.demo.gans.sgn.select_margin=-1", "sgn.select_margin: must be a number"),
+    ("run", "demo --dry-run --set experiment.demo.gans.sgn.snapshot_kimg=0", "sgn.snapshot_kimg: must be an integer"),
     ("run", "demo --executor nowhere", "--executor 'nowhere'"),
     ("run", "demo --executor slurm --set executor.slurm.gpus=-1", "executor.slurm.gpus: must be an integer >= 0"),
     ("train", "--data {data} --format isic2019 --epochs 0", "max_epochs"),

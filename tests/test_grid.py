@@ -321,6 +321,18 @@ def test_the_tiny_demo_end_to_end_then_again_from_the_store(demo_data, tmp_path)
         selections = {r.config["label"]: r for r in s.list_runs(kind="select")}
         result = json.loads((s.run_dir(gan.id) / "result.json").read_text())
     assert result["features"] == f"domain:{gan.parents[0]}" and (s.run_dir(gan.id) / "samples").is_dir()
+    # the demo's checkpoint knobs reach the run; the demo reports the checkpoint its pool came from, and why
+    assert gan.config["gan"]["snapshot_kimg"] == 4 and gan.config["gan"]["kimg"] == 2  # tiny: one checkpoint, kimg 2
+    assert (gan.config["metrics"]["select_margin"], gan.config["metrics"]["select_relative"]) == (0.35, True)
+    assert [(g["run_id"], g["kimg"], g["rule"]) for g in first.gans] == [
+        (gan.id, result["selected"]["kimg"], result["selected"]["rule"])]
+    assert first.gans[0]["checkpoints"] == [{k: c[k] for k in ("kimg", "fid_domain", "precision_domain",
+                                                                 "recall_domain")} for c in result["checkpoints"]]
+    from engine.demo import gan_lines
+
+    text = "\n".join(gan_lines(first.gans))
+    assert f"checkpoint kimg {result['selected']['kimg']} selected" in text and "<- selected" in text
+    assert "0.35 x best" in text and f"{result['checkpoints'][0]['fid_domain']:.3f}" in text
     assert selections["1:1/2 bst"].config["samplers"]["helper"] == gan.parents[0]
     assert {json.loads((s.run_dir(r.id) / "result.json").read_text())["sampler"] for r in selections.values()} == {
         "random", "diverse", "best"}

@@ -85,7 +85,7 @@ def _show_demo(result: object, ws: Path) -> None:
 
     from engine.analysis.plots import terminal_boxplot
     from engine.cli.results import show
-    from engine.demo import PLOTTED, DemoResult, budget_lines
+    from engine.demo import PLOTTED, DemoResult, budget_lines, gan_lines
 
     assert isinstance(result, DemoResult)
     res = result.results
@@ -96,6 +96,10 @@ def _show_demo(result: object, ws: Path) -> None:
             if ts in res.test_sets:
                 print(f"\n{ts} (AUC; red dot: mean)")
                 print(terminal_boxplot(res.aucs, res.experiment, ts, width=width, color=sys.stdout.isatty()))
+    if result.gans:
+        print("", file=sys.stderr)
+        for line in gan_lines(result.gans):
+            print(line, file=sys.stderr)
     print("\nwall time per stage (budget: a quiet 2-core CPU)", file=sys.stderr)
     for line in budget_lines(result.stages):
         print("  " + line, file=sys.stderr)
