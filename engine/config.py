@@ -7,15 +7,20 @@ in a 300-run grid is an error on one line, not a silently different experiment.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
+
+if TYPE_CHECKING:
+    from engine.executors.slurm import SlurmSettings
 
 # Tags of the paper's Figure 2 -> names used everywhere else in ganaug.
 GAN_TAGS: dict[str, str] = {
@@ -206,7 +211,8 @@ _DATA_KEYS = ("train", "tests", "masks")
 _TRAIN_KEYS = ("format", "root", "split_file", "split_seed")
 _TEST_KEYS = ("format", "root", "subset")
 _MASK_KEYS = ("root",)
-_GAN_KEYS = ("family", "preset", "kimg", "features", "fid_weights", "pool_per_class", "import", "trust", "code")
+_GAN_KEYS = ("family", "preset", "kimg", "snapshot_kimg", "features", "fid_weights", "select_margin", "select_relative",
+             "pool_per_class", "import", "trust", "code")
 _SAMPLER_KEYS = ("diverse_threshold", "all_mode", "helper")
 _DEFAULT_KEYS = ("replicates", "test_sets", "cap")
 _EXPERIMENT_KEYS = ("name", "baseline", "replicates", "cap", "test_sets", "groups", "data", "protocol", "gans",
@@ -257,7 +263,9 @@ class GanSpec:
     ``features = "baseline"``: FID checkpoints on the domain features of replicate 0 of the ``1:0`` baseline;
     ``fid_weights``: on the standard Inception FID network from that local file (the paper's FID).
     ``import_file`` (toml key ``import``): an external generator instead of training one (``trust``/``code`` as
-    ``ganaug gan import``). ``pool_per_class`` None and ``kimg`` None: the preset's own values.
+    ``ganaug gan import``). ``pool_per_class``, ``kimg`` and ``snapshot_kimg`` (checkpoint spacing) None: the
+    preset's own values; ``select_margin`` / ``select_relative`` None: the checkpoint rule's defaults for the
+    feature space (``engine.gans.metrics.default_margin``).
     """
 
     tag: str
@@ -270,6 +278,9 @@ class GanSpec:
     import_file: str | None = None
     trust: bool = False
     code: str | None = None
+    snapshot_kimg: int | None = None
+    select_margin: float | None = None
+    select_relative: bool | None = None
 
     @property
     def translation(self) -> bool:
@@ -278,7 +289,9 @@ class GanSpec:
     def to_json(self) -> dict[str, Any]:
         return {"tag": self.tag, "family": self.family, "preset": self.preset, "kimg": self.kimg,
                 "features": self.features, "fid_weights": self.fid_weights, "pool_per_class": self.pool_per_class,
-                "import": self.import_file, "trust": self.trust, "code": self.code}
+                "import": self.import_file, "trust": self.trust, "code": self.code,
+                "snapshot_kimg": self.snapshot_kimg, "select_margin": self.select_margin,
+                "select_relative": self.select_relative}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GanSpec:
@@ -315,6 +328,7 @@ class Experiment:
     samplers: SamplerSettings = SamplerSettings()
     source: str = field(default="", compare=False)  # the toml it came from
     unresolved: tuple[str, ...] = field(default=(), compare=False)  # "file: key: why" per unresolvable path
+    slurm: SlurmSettings | None = field(default=None, compare=False)  # the file's [executor.slurm] (after --set)
 
     @property
     def configurations(self) -> list[Configuration]:
@@ -399,6 +413,39 @@ class Experiment:
                              "submit it again from experiments.toml") from None
 
 
+def apply_sets(doc: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides to a config or a parsed experiments file, in place; returns ``doc``.
+
+    The value is JSON when it parses as JSON (numbers, true/false, quoted strings, lists, tables), else a string.
+    Missing tables on the path are created; a path part that meets a list of named tables (``[[experiment]]``)
+    picks the table of that name (``experiment.demo.replicates=2``). A malformed item is one InputError line."""
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise InputError(f"--set {item!r}: expected key.path=value")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node: Any = doc
+        *path, last = key.split(".")
+        for part in path:
+            if isinstance(node, list):
+                named = [t for t in node if isinstance(t, dict) and t.get("name") == part]
+                if not named:
+                    raise InputError(f"--set {item!r}: no table named {part!r} in that list")
+                node = named[0]
+                continue
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict | list):
+                raise InputError(f"--set {item!r}: {part!r} is not a mapping in the config")
+            node = child
+        if not isinstance(node, dict):
+            raise InputError(f"--set {item!r}: {path[-1] if path else key!r} is a list, not a mapping")
+        node[last] = value
+    return doc
+
+
 def shipped_experiments_text() -> str:
     """The ``experiments.toml`` that ships inside the package (what ``ganaug init`` writes out)."""
     from importlib.resources import files
@@ -406,15 +453,17 @@ def shipped_experiments_text() -> str:
     return files("engine").joinpath(EXPERIMENTS_FILE).read_text(encoding="utf-8")
 
 
-def read_experiments(file: str | Path | None = None, *, workspace: Path | None = None) -> list[Experiment]:
-    """``file``, else ``./experiments.toml``, else the shipped file (a pip install has no other)."""
+def read_experiments(file: str | Path | None = None, *, workspace: Path | None = None,
+                     sets: Sequence[str] = ()) -> list[Experiment]:
+    """``file``, else ``./experiments.toml``, else the shipped file (a pip install has no other); ``sets``:
+    ``key.path=value`` overrides of the file's keys for this call (:func:`apply_sets`)."""
     if file is not None:
-        return load_experiments(file, workspace=workspace)
+        return load_experiments(file, workspace=workspace, sets=sets)
     local = Path.cwd() / EXPERIMENTS_FILE
     if local.is_file():
-        return load_experiments(local, workspace=workspace)
+        return load_experiments(local, workspace=workspace, sets=sets)
     return parse_experiments(shipped_experiments_text(), Path(f"<shipped {EXPERIMENTS_FILE}>"), workspace=workspace,
-                             base=Path.cwd())
+                             base=Path.cwd(), sets=sets)
 
 
 def find_experiment(experiments: list[Experiment], name: str) -> Experiment:
@@ -428,7 +477,7 @@ def find_experiment(experiments: list[Experiment], name: str) -> Experiment:
 
 
 def load_experiments(path: str | Path, *, workspace: Path | None = None,
-                     env: dict[str, str] | None = None) -> list[Experiment]:
+                     env: dict[str, str] | None = None, sets: Sequence[str] = ()) -> list[Experiment]:
     """Read and validate ``experiments.toml``; every error is one line naming the file and the key
     (e.g. ``experiment[1].groups.ratio[2]``). ``{workspace}`` in paths needs ``workspace``; ``${VAR}`` reads
     ``env`` (default: the process environment). A path that cannot be resolved yet is no error here: it is
@@ -440,16 +489,18 @@ def load_experiments(path: str | Path, *, workspace: Path | None = None,
         raise InputError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
-    return parse_experiments(text, path, workspace=workspace, env=env, base=path.absolute().parent)
+    return parse_experiments(text, path, workspace=workspace, env=env, base=path.absolute().parent, sets=sets)
 
 
 def parse_experiments(text: str, source: Path, *, workspace: Path | None = None, env: dict[str, str] | None = None,
-                      base: Path | None = None) -> list[Experiment]:
-    """Validate the text of an experiments file; ``source`` names it in errors, ``base`` anchors relative paths."""
+                      base: Path | None = None, sets: Sequence[str] = ()) -> list[Experiment]:
+    """Validate the text of an experiments file; ``source`` names it in errors, ``base`` anchors relative paths,
+    ``sets`` override keys of the file first."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML: {exc}") from None
+    apply_sets(doc, sets)
     return _Loader(source, workspace, os.environ if env is None else env, base or Path.cwd()).experiments(doc)
 
 
@@ -589,7 +640,7 @@ class _Loader:
             bad: list[str] = []
             imported = self.path_key(t, "import", gkey, bad)
             if imported is not None:
-                for k in ("preset", "kimg"):
+                for k in ("preset", "kimg", "snapshot_kimg"):
                     if k in t:
                         raise self.fail(f"{gkey}.{k}", "an imported generator is not trained here")
             elif "trust" in t or "code" in t:
@@ -608,8 +659,14 @@ class _Loader:
             pool = self.integer(t, "pool_per_class", gkey, minimum=1)
             if pool is not None and family in TRANSLATION_GANS:
                 raise self.fail(f"{gkey}.pool_per_class", f"{family} makes one image per mask; it has no pool")
+            margin = t.get("select_margin")
+            if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0):
+                raise self.fail(f"{gkey}.select_margin", f"must be a number >= 0, got {margin!r}")
+            relative = self.boolean(t, "select_relative", gkey, False) if "select_relative" in t else None
             spec = GanSpec(tag, family, preset, kimg, None if fid_weights else "baseline", fid_weights, pool,
-                           imported, self.boolean(t, "trust", gkey, False), self.path_key(t, "code", gkey, bad))
+                           imported, self.boolean(t, "trust", gkey, False), self.path_key(t, "code", gkey, bad),
+                           self.integer(t, "snapshot_kimg", gkey, minimum=1),
+                           None if margin is None else float(margin), relative)
             out[tag] = _Parsed(spec, gkey, tuple(bad))
         return out
 
@@ -652,7 +709,7 @@ class _Loader:
         from engine.runner.kinds import kind_names
 
         self.known(doc, _TOP_KEYS, "")
-        check_executor_table(doc, str(self.source))  # [executor.slurm]: read where runs are enqueued (slurm_settings)
+        slurm = check_executor_table(doc, str(self.source))  # [executor.slurm]: for --executor slurm
         f_train, f_tests, f_masks = self.data(self.table(doc, "data", "data", None), "data")
         f_protocol = self.table(doc, "protocol", "protocol", None)
         f_gans = self.gans(self.table(doc, "gans", "gans", None), "gans")
@@ -677,8 +734,8 @@ class _Loader:
                                                  "would be ambiguous); rename the experiment")
             if any(e.name == name for e in out):
                 raise self.fail(f"{where}.name", f"experiment {name!r} defined twice")
-            out.append(self.experiment(i, table, defaults, (f_train, f_tests, f_masks), f_protocol, f_gans,
-                                       f_samplers))
+            out.append(replace(self.experiment(i, table, defaults, (f_train, f_tests, f_masks), f_protocol,
+                                               f_gans, f_samplers), slurm=slurm))
         return out
 
     def experiment(self, i: int, table: dict[str, Any], defaults: dict[str, Any],

@@ -58,6 +58,14 @@ def worker_pid(ws: Path, run_id: str, resumes: int = 0) -> int:
     return wait_for(beat, what=f"a worker of {run_id} at resume {resumes}")
 
 
+def ended(pid: int) -> bool:
+    """The process is gone (or a zombie its parent has not reaped yet)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def n_metrics(ws: Path, run_id: str) -> int:
     with st.open_store(ws) as s:
         return len(s.metrics(run_id))
@@ -103,7 +111,8 @@ def test_a_dag_runs_as_cluster_jobs_in_dependency_order_ingested_like_local_runs
         assert [(n, stp, v) for n, stp, v, _ in lines] == [("count", k, float(k * k)) for k in range(5)]
         assert s.metrics(e, "step")["step"].tolist() == [0, 1]
         assert runs[a].progress == {**runs[a].progress, "done": 5, "total": 5}
-    assert not psutil.pid_exists(int(runs[g].job_id)) or psutil.Process(int(runs[g].job_id)).status() == "zombie"
+    job = int(runs[g].job_id)  # the cancelled job's process ends (its outcome may be recorded a moment before)
+    wait_for(lambda: ended(job), what=f"job {job} to end")
     listed = {r["id"]: r for r in json.loads(cli(ws, "runs", "list", "--json").stdout)}
     assert listed[d]["executor"] == "slurm" and listed[d]["job_id"] == runs[d].job_id
     logs = cli(ws, "runs", "logs", a).stdout
@@ -182,8 +191,7 @@ def test_ctrl_c_of_a_foreground_cluster_run_cancels_its_job(ws):
         fg.kill()
     doc = json.loads(out)
     assert fg.returncode == 1 and doc["status"] == st.CANCELLED and "cancelling the jobs" in err
-    wait_for(lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie",
-             what="the job's worker to end")
+    wait_for(lambda: ended(worker), what="the job's worker to end")
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,8 @@ def test_shipped_file_resolves_against_the_environment_and_workspace(tmp_path: P
     assert d["data"]["root"] == str(tmp_path / "demo-data" / "isic2019")
     assert d["model"] == {"name": "test_resnet", "pretrained": False, "res": 48}
     assert d["optim"]["lr"] == 0.01 and d["tta"] == {"replicas": 20}
-    assert demo.gans == {"sgn": GanSpec("sgn", "stylegan2", "demo", None, "baseline", None, 2000)}
+    assert demo.gans == {"sgn": GanSpec("sgn", "stylegan2", "demo", None, "baseline", None, 2000, snapshot_kimg=4,
+                                        select_margin=0.35, select_relative=True)}  # the demo's checkpoint rule
     assert demo.samplers.helper == "baseline" and demo.samplers.all_mode == "union"
 
 

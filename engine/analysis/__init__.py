@@ -9,6 +9,7 @@ workspace with no GPU and no toml.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -21,7 +22,7 @@ from engine.config import Experiment
 if TYPE_CHECKING:
     from engine.store import Store
 
-__all__ = ["Results", "analyse", "analyse_data"]
+__all__ = ["Results", "analyse", "analyse_data", "write_files"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,21 @@ def analyse_data(data: ExperimentData, test_sets: list[str], *, n_boot: int = N_
     baselines = {g: exp.baseline_of(g) for g, _ in exp.groups}
     table = results_table(exp.name, summary, comparisons, baselines)
     return Results(exp, test_sets, data.aucs, data.missing, summary, comparisons, table, n_boot, seed)
+
+
+def write_files(res: Results, out: Path) -> list[Path]:
+    """``<experiment>.csv``, ``<experiment>.png/.svg`` (all test sets) and ``<experiment>-<test set>.png/.svg``."""
+    from engine.analysis import plots, tables
+    from engine.errors import InputError
+    from engine.fsutil import atomic_write_text
+
+    name = res.experiment.name
+    try:
+        atomic_write_text(out / f"{name}.csv", tables.to_csv(res.table))
+        written = [out / f"{name}.csv"]
+        written += plots.save_figure(plots.figure(res.aucs, res.experiment, res.test_sets), out / name)
+        for ts in res.test_sets:
+            written += plots.save_figure(plots.figure(res.aucs, res.experiment, [ts]), out / f"{name}-{ts}")
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+    return written

@@ -51,23 +51,62 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of the procedural data."),
     res: int = typer.Option(None, "--res", help="Image side of the demo data in pixels (default: 64)."),
     n_train: int = typer.Option(None, "--n-train", help="Training images of the demo data (default: 1200)."),
-    epochs: int = typer.Option(None, "--epochs", help="Maximum fine-tuning epochs (default: 20)."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum fine-tuning epochs (default: the demo "
+                                                      "experiment's)."),
     data_only: bool = typer.Option(False, "--data-only", help="Only generate and check the demo data."),
+    file: Path = typer.Option(None, "--file", help="The experiments file whose `demo` experiment runs (default "
+                                                   "./experiments.toml, else the shipped one)."),
+    sets: list[str] = typer.Option(None, "--set", help="Override a key of the experiments file (repeat), e.g. "
+                                                       "experiment.demo.replicates=2."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
-    """The main job on the embedded demo: procedural data -> checks -> fine-tune -> AUC on every test set."""
+    """The whole paper on the embedded demo data: procedural data -> baseline -> StyleGAN2 -> pool -> selections
+    -> fine-tunes x 3 replicates on five test sets -> paired statistics and box-plots."""
     from engine.cli.progress import progress_reporter
     from engine.demo import run_demo
     from engine.store import resolve_workspace
 
+    ws = resolve_workspace(workspace)
     with progress_reporter("rendering demo images") as progress:
-        result = run_demo(resolve_workspace(workspace), data, seed=seed, res=res, n_train=n_train, epochs=epochs,
-                          data_only=data_only, say=lambda line: print(line, file=sys.stderr, flush=True),
+        result = run_demo(ws, data, seed=seed, res=res, n_train=n_train, epochs=epochs, data_only=data_only,
+                          file=file, sets=sets or [], say=lambda line: print(line, file=sys.stderr, flush=True),
                           progress=progress)
     if json_out:
-        print(json.dumps(result))
-    if result["run"] is not None and result["run"]["status"] != "succeeded":
+        print(json.dumps(result.to_json()))
+    elif not data_only:
+        _show_demo(result, ws)
+    if not result.ok:
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _show_demo(result: object, ws: Path) -> None:
+    """The results tables, the box-plots of one in- and one out-of-distribution test set, the stage times."""
+    import shutil
+
+    from engine.analysis.plots import terminal_boxplot
+    from engine.cli.results import show
+    from engine.demo import PLOTTED, DemoResult, budget_lines, gan_lines
+
+    assert isinstance(result, DemoResult)
+    res = result.results
+    if res is not None:
+        show(res, plot=False)
+        width = min(shutil.get_terminal_size((140, 40)).columns, 140)
+        for ts in PLOTTED:
+            if ts in res.test_sets:
+                print(f"\n{ts} (AUC; red dot: mean)")
+                print(terminal_boxplot(res.aucs, res.experiment, ts, width=width, color=sys.stdout.isatty()))
+    if result.gans:
+        print("", file=sys.stderr)
+        for line in gan_lines(result.gans):
+            print(line, file=sys.stderr)
+    print("\nwall time per stage (budget: a quiet 2-core CPU)", file=sys.stderr)
+    for line in budget_lines(result.stages):
+        print("  " + line, file=sys.stderr)
+    if result.files:
+        print(f"plots and table: {result.files[0].parent} ({', '.join(f.name for f in result.files[1:3])}, ...)",
+              file=sys.stderr)
+    print(f"browse the runs, curves, samples and results: ganaug-tui --workspace {ws}", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:

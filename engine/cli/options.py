@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from engine.errors import InputError
 from engine.executors import ExecutorSpec
 from engine.store import WORKSPACE_ENV
+
+if TYPE_CHECKING:
+    from engine.executors.slurm import SlurmSettings
 
 Workspace = Annotated[Path | None, typer.Option(
     "--workspace", "-w", envvar=WORKSPACE_ENV, show_default="./runs",
@@ -21,8 +24,8 @@ ExecutorName = Annotated[str, typer.Option(
     "--executor", help="Where the run executes: local (the engine's slots, or here) or slurm (a cluster job via "
                        "submitit; options from [executor.slurm] of experiments.toml and the flags below).")]
 ExperimentsFile = Annotated[Path | None, typer.Option(
-    "--file", help="experiments.toml to read [executor.slurm] from (default ./experiments.toml, else the shipped "
-                   "file).")]
+    "--file", help="The experiments file: an experiment's, and where [executor.slurm] is read (default "
+                   "./experiments.toml, else the shipped one).")]
 Cluster = Annotated[str | None, typer.Option(
     "--cluster", help="slurm, or local: submitit's LocalExecutor (jobs as local processes; tests and demos).")]
 Partition = Annotated[str | None, typer.Option("--partition", help="Slurm partition.")]
@@ -35,15 +38,17 @@ Sbatch = Annotated[list[str] | None, typer.Option(
     "--sbatch", help="Another sbatch option KEY=VALUE (repeat), e.g. --sbatch account=derm --sbatch qos=long.")]
 
 
-def executor_from_options(executor: str, file: Path | None, *, cluster: str | None = None,
-                          partition: str | None = None, time: str | None = None, gpus: int | None = None,
-                          cpus: int | None = None, mem: str | None = None,
+def executor_from_options(executor: str, file: Path | None, *, settings: SlurmSettings | None = None,
+                          cluster: str | None = None, partition: str | None = None, time: str | None = None,
+                          gpus: int | None = None, cpus: int | None = None, mem: str | None = None,
                           sbatch: list[str] | None = None) -> ExecutorSpec:
-    """The ``ExecutorSpec`` the executor flags above describe (slurm: the file's table with the flags on top)."""
+    """The ``ExecutorSpec`` the executor flags above describe (slurm: the file's table with the flags on top).
+    ``settings``: ``[executor.slurm]`` as already read with the experiments file (an experiment's ``--file``,
+    ``--set`` applied) instead of reading ``file``."""
     import json
 
     from engine.executors import executor_spec
-    from engine.executors.slurm import slurm_settings
+    from engine.executors.slurm import slurm_settings, with_flags
 
     extra: dict[str, object] = {}
     for item in sbatch or []:
@@ -59,9 +64,11 @@ def executor_from_options(executor: str, file: Path | None, *, cluster: str | No
              "sbatch": extra or None}
     given = [f"--{k}" for k, v in flags.items() if v is not None]
     if executor != "slurm":
-        if given or file is not None:
+        if given or (file is not None and settings is None):
             raise InputError(f"{(given or ['--file'])[0]} applies to --executor slurm only")
         return executor_spec(executor)
+    if settings is not None:
+        return executor_spec("slurm", with_flags(settings, flags))
     return executor_spec("slurm", slurm_settings(file, flags))
 
 def existing_path(path: str, flag: str) -> str:

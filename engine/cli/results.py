@@ -60,7 +60,7 @@ def install(app: typer.Typer) -> None:
         if out is not None and out.exists() and not out.is_dir():
             raise InputError(f"--out {out}: exists and is not a folder")
 
-        from engine.analysis import analyse
+        from engine.analysis import analyse, write_files
 
         with st.open_store(ws, readonly=True, create=False) as store:
             res = analyse(store, experiment, test_set or None)
@@ -82,23 +82,6 @@ def install(app: typer.Typer) -> None:
         for f in files:
             if fmt != "json":
                 print(f"wrote {f}", file=sys.stderr)
-
-
-def write_files(res: Results, out: Path) -> list[Path]:
-    """``<experiment>.csv``, ``<experiment>.png/.svg`` (all test sets) and ``<experiment>-<test set>.png/.svg``."""
-    from engine.analysis import plots, tables
-    from engine.fsutil import atomic_write_text
-
-    name = res.experiment.name
-    try:
-        atomic_write_text(out / f"{name}.csv", tables.to_csv(res.table))
-        written = [out / f"{name}.csv"]
-        written += plots.save_figure(plots.figure(res.aucs, res.experiment, res.test_sets), out / name)
-        for ts in res.test_sets:
-            written += plots.save_figure(plots.figure(res.aucs, res.experiment, [ts]), out / f"{name}-{ts}")
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
-    return written
 
 
 def show(res: Results, plot: bool) -> None:

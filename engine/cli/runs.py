@@ -176,39 +176,101 @@ def _print_from(path: Path, pos: int) -> int:
     return pos
 
 
+ExperimentOpt = Annotated[str | None, typer.Option("--experiment", "-e", help="Every run of this experiment "
+                                                   "instead of ids (cancel and rm: those no other experiment or label "
+                                                   "shares; retry and priority: also the runs they wait for).")]
+LabelOpt = Annotated[str | None, typer.Option("--label", "-l", help="With --experiment: only this label's runs.")]
+OptionalRunIds = Annotated[list[str] | None, typer.Argument(help="Run ids, or any unambiguous part of one; or "
+                                                                 "--experiment NAME [--label L].")]
+
+
+def _by_experiment(run_ids: list[str] | None, experiment: str | None, label: str | None) -> bool:
+    """Whether a command acts on an experiment (``--experiment``) or on ids; one line when both or neither."""
+    if label is not None and experiment is None:
+        raise InputError("--label goes with --experiment NAME")
+    if experiment is not None and run_ids:
+        raise InputError("give run ids or --experiment NAME, not both")
+    if experiment is None and not run_ids:
+        raise InputError("Missing argument 'RUN_IDS...' (or --experiment NAME)")
+    return experiment is not None
+
+
+def _experiment_action(store: st.Store, experiment: str, label: str | None, action: str, **kw: Any) -> None:
+    from engine.workspace import act_on_experiment
+
+    done, kept = act_on_experiment(store, experiment, label, action, **kw)
+    for rid, what in done:
+        _err(f"{rid}: {what}")
+    if kept:
+        _err(f"left alone: {len(kept)} run(s) that other labels or experiments share "
+             f"({', '.join(r.id for r in kept[:3])}{', ...' if len(kept) > 3 else ''})")
+
+
 @runs_app.command("cancel")
-def runs_cancel(run_ids: RunIds, workspace: Workspace = None) -> None:
+def runs_cancel(run_ids: OptionalRunIds = None, experiment: ExperimentOpt = None, label: LabelOpt = None,
+                workspace: Workspace = None) -> None:
     """Cancel runs: waiting ones end now; running ones stop gracefully (checkpoint, then SIGKILL after grace)."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for run, new in cancel_runs(store, run_ids):
+        if by_exp:
+            _experiment_action(store, experiment, label, "cancel", cancel=cancel_runs)  # type: ignore[arg-type]
+            return
+        for run, new in cancel_runs(store, run_ids or []):
             _err(f"{run.id}: {'cancelling' if new in st.ACTIVE else new}")
 
 
 @runs_app.command("retry")
 def runs_retry(
-    run_ids: RunIds,
+    run_ids: OptionalRunIds = None,
     restart: Annotated[bool, typer.Option("--restart", help="Drop checkpoints: start from scratch.")] = False,
+    experiment: ExperimentOpt = None,
+    label: LabelOpt = None,
     workspace: Workspace = None,
 ) -> None:
     """Re-queue failed/cancelled/interrupted/dependency-failed runs (attempt + 1; children wait again)."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for run, new in store.retry_runs(run_ids, restart=restart):
+        if by_exp:
+            _experiment_action(store, experiment, label, "retry", restart=restart)  # type: ignore[arg-type]
+            return
+        for run, new in store.retry_runs(run_ids or [], restart=restart):
             _err(f"{run.id}: {new}")
 
 
 @runs_app.command("rm")
-def runs_rm(run_ids: RunIds, workspace: Workspace = None) -> None:
-    """Delete runs (row, metrics, events and folder). Refuses running ones."""
+def runs_rm(run_ids: OptionalRunIds = None, experiment: ExperimentOpt = None, label: LabelOpt = None,
+            workspace: Workspace = None) -> None:
+    """Delete runs (row, metrics, events and folder). Refuses running ones. With --experiment, the experiment
+    (or label) is forgotten too; runs it shares with others stay."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for rid in store.remove(run_ids):
+        if by_exp:
+            _experiment_action(store, experiment, label, "rm")  # type: ignore[arg-type]
+            return
+        for rid in store.remove(run_ids or []):
             _err(f"{rid}: removed")
 
 
 @runs_app.command("priority")
-def runs_priority(run_id: RunId, priority: Annotated[int, typer.Argument()], workspace: Workspace = None) -> None:
+def runs_priority(
+    args: Annotated[list[str], typer.Argument(help="RUN_ID... PRIORITY, or PRIORITY with --experiment.",
+                                              metavar="[RUN_ID...] PRIORITY")],
+    experiment: ExperimentOpt = None,
+    label: LabelOpt = None,
+    workspace: Workspace = None,
+) -> None:
     """Reorder: higher priority starts first (then first come, first served)."""
+    *run_ids, value = args
+    try:
+        priority = int(value)
+    except ValueError:
+        raise InputError(f"priority {value!r}: expected an integer (the last argument)") from None
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        store.set_priority(run_id, priority)
+        if by_exp:
+            _experiment_action(store, experiment, label, "priority", priority=priority)  # type: ignore[arg-type]
+            return
+        store.set_priorities(run_ids, priority)
 
 
 @runs_app.command("pause")
@@ -345,24 +407,10 @@ def engine_status(json_out: Json = False, workspace: Workspace = None) -> None:
 
 # ------------------------------------------------------------------------------------------ run
 def parse_sets(sets: list[str], config: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (value parsed as JSON when it is valid JSON, else a string)."""
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key or any(not p for p in key.split(".")):
-            raise InputError(f"--set {item!r}: expected key.path=value")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = config
-        *path, last = key.split(".")
-        for part in path:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise InputError(f"--set {item!r}: {part!r} is not a mapping in the config")
-            node = child
-        node[last] = value
-    return config
+    """Apply ``key.path=value`` overrides (``engine.config.apply_sets``: JSON values, else strings)."""
+    from engine.config import apply_sets
+
+    return apply_sets(config, sets)
 
 
 def load_config(path: Path | None) -> dict[str, Any]:
@@ -380,9 +428,11 @@ def load_config(path: Path | None) -> dict[str, Any]:
 
 
 def run_command(
-    kind: Annotated[str, typer.Argument(help="Run kind (sleep, count, fail, classify, ...).")],
+    kind: Annotated[str, typer.Argument(help="Run kind (sleep, count, fail, classify, ...) or an experiment of "
+                                             "experiments.toml (augmentation, anonymization, demo, ...).")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="JSON file with the run's config.")] = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", help="Override key.path=value (repeat).")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override key.path=value (repeat): a key of the "
+                                                   "run's config, or of experiments.toml for an experiment.")] = None,
     label: Annotated[str | None, typer.Option("--label", "-l")] = None,
     after: Annotated[list[str] | None, typer.Option("--after", help="Start only after this run succeeded.")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p")] = 0,
@@ -396,15 +446,44 @@ def run_command(
     cpus: Cpus = None,
     mem: Mem = None,
     sbatch: Sbatch = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Experiment: only this label (repeat); hidden "
+                                                   "parents are planned too.")] = None,
+    replicates: Annotated[int | None, typer.Option("--replicates", help="Experiment: replicates per configuration "
+                                                   "(default: the experiment's).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Experiment: print the plan; create nothing, read no "
+                                          "image file.")] = False,
+    class_sizes: Annotated[str | None, typer.Option("--class-sizes", help="Experiment, with --dry-run: plan against "
+                                                    "BENIGN:MELANOMA training images instead of the data (e.g. the "
+                                                    "paper's 11684:3121).")] = None,
+    mask_sizes: Annotated[str | None, typer.Option("--mask-sizes", help="With --class-sizes: BENIGN:MELANOMA "
+                                                   "training masks of the translation GANs (paper: 1861:485).")
+                          ] = None,
     json_out: Json = False,
     workspace: Workspace = None,
 ) -> None:
-    """Enqueue a run and execute it in the foreground (or only enqueue it with --detach). With --executor slurm it
-    runs as a cluster job: in the foreground this command submits it and watches it to its end."""
+    """Run one run of a kind, or a whole experiment (its DAG of GANs, pools, selections and fine-tunes), in the
+    foreground; or only enqueue it with --detach. With --executor slurm each run is a cluster job: in the foreground
+    this command submits the jobs and watches them to their end."""
+    from engine.runner.kinds import kind_names
     from engine.runner.launch import launch
 
-    spec = executor_from_options(executor, file, cluster=cluster, partition=partition, time=time_limit, gpus=gpus,
-                                 cpus=cpus, mem=mem, sbatch=sbatch)
+    slurm_flags = {"cluster": cluster, "partition": partition, "time": time_limit, "gpus": gpus, "cpus": cpus,
+                   "mem": mem, "sbatch": sbatch}
+    if kind not in kind_names():
+        from engine.cli.experiments import run_experiment
+
+        for flag, value in (("--config", config), ("--label", label), ("--after", after)):
+            if value:
+                raise InputError(f"{flag} goes with a run kind; {kind!r} is not one ({', '.join(kind_names())})")
+        run_experiment(kind, file=file, sets=sets or [], only=only, replicates=replicates, dry_run=dry_run,
+                       class_sizes=class_sizes, mask_sizes=mask_sizes, detach=detach, json_out=json_out,
+                       priority=priority, workspace=workspace, executor=executor, executor_flags=slurm_flags)
+        return
+    for flag, value in (("--only", only), ("--replicates", replicates), ("--dry-run", dry_run),
+                        ("--class-sizes", class_sizes), ("--mask-sizes", mask_sizes)):
+        if value:
+            raise InputError(f"{flag} goes with an experiment; {kind!r} is a run kind")
+    spec = executor_from_options(executor, file, **slurm_flags)
     cfg = parse_sets(sets or [], load_config(config))
     code = launch(kind, cfg, label=label, workspace=workspace, detach=detach, json_out=json_out,
                   priority=priority, parents=after or (), executor=spec)

@@ -221,7 +221,11 @@ def slurm_settings(file: Path | None = None, flags: Mapping[str, Any] | None = N
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML: {exc}") from None
-    settings = check_executor_table(doc, source)
+    return with_flags(check_executor_table(doc, source), flags)
+
+
+def with_flags(settings: SlurmSettings, flags: Mapping[str, Any] | None) -> SlurmSettings:
+    """``settings`` with ``flags`` (``--partition`` ... as table keys; None: not given) on top, for every kind."""
     given = _check({k: v for k, v in (flags or {}).items() if v is not None}, "flags", allow_kind=False)
     if not given:
         return settings

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,6 +87,29 @@ def validate_config(name: str, config: dict[str, Any], workspace: Path) -> dict[
     get_kind(name)  # registers a built-in kind (and its validator) on first use
     check = _VALIDATORS.get(name)
     return check(config, workspace) if check is not None else config
+
+
+# Runs that do not exist yet but will be created in the same batch as the config being validated (their
+# ``engine.store.batch_ref`` placeholders): the experiment grid validates a whole DAG before it creates any of it.
+_PLANNED: ContextVar[frozenset[str]] = ContextVar("ganaug_planned_runs", default=frozenset())
+
+
+@contextmanager
+def planned_runs(refs: Collection[str]) -> Iterator[None]:
+    """Validators called inside accept these run references as runs of the workspace (not finished yet)."""
+    token = _PLANNED.set(frozenset(refs))
+    try:
+        yield
+    finally:
+        _PLANNED.reset(token)
+
+
+def run_exists(workspace: Path, run_id: str) -> bool:
+    """Whether a config may name ``run_id``: a run folder of the workspace, or a run planned in the same batch.
+    A validator checks a referenced run through this (never by its folder alone)."""
+    if not run_id or Path(run_id).name != run_id:
+        return False
+    return run_id in _PLANNED.get() or (Path(workspace) / run_id).is_dir()
 
 
 def get_kind(name: str) -> KindFn:

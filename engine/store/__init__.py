@@ -25,6 +25,7 @@ from engine.store.core import (
     NewRun,
     Run,
     Store,
+    batch_ref,
     config_hash,
     config_paths,
     open_store,
@@ -34,5 +35,5 @@ from engine.store.location import DB_NAME, db_path
 
 __all__ = ["ACTIVE", "BAD_ENDS", "BLOCKED", "CANCELLED", "DB_NAME", "DEPENDENCY_FAILED", "FAILED", "INTERRUPTED",
            "PAUSED", "QUEUED", "RETRYABLE", "RUNNING", "STATES", "SUCCEEDED", "TERMINAL", "WORKSPACE_ENV",
-           "FolderUpdate", "NewRun", "Run", "Store", "config_hash", "config_paths", "db_path", "open_store",
-           "resolve_workspace"]
+           "FolderUpdate", "NewRun", "Run", "Store", "batch_ref", "config_hash", "config_paths", "db_path",
+           "open_store", "resolve_workspace"]

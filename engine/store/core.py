@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import tempfile
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -150,10 +150,35 @@ class FolderUpdate:
     rewound: bool = False  # the metrics file is shorter than the stored offset (replaced): read again from 0
 
 
+def batch_ref(index: int) -> str:
+    """A placeholder for the id of the ``index``-th NewRun of a ``create_runs`` batch, usable anywhere in a later
+    run's config (a GAN's feature classifier, a pool's GAN run): ``create_runs`` puts the real id in its place
+    before the config is hashed and stored, so a DAG whose configs name each other is created in one transaction."""
+    return f"{_BATCH_REF}{index}"
+
+
+_BATCH_REF = "@batch:"
+
+
+def _substitute_refs(node: Any, ids: Sequence[str], index: int) -> Any:
+    """``node`` with every batch reference replaced by the id of that earlier run of the batch."""
+    if isinstance(node, dict):
+        return {k: _substitute_refs(v, ids, index) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_refs(v, ids, index) for v in node]
+    if isinstance(node, str) and node.startswith(_BATCH_REF):
+        ref = node[len(_BATCH_REF):]
+        if not ref.isdigit() or int(ref) >= index:
+            raise InputError(f"run #{index} of the batch: {node!r} names no earlier run of the batch")
+        return ids[int(ref)]
+    return node
+
+
 @dataclass(frozen=True)
 class NewRun:
     """What ``Store.create_runs`` needs for one run. A parent is a run id, or (for a DAG enqueued in one
-    batch) the int index of an earlier NewRun of the same batch."""
+    batch) the int index of an earlier NewRun of the same batch; the config may name earlier runs of the batch
+    with ``batch_ref(index)``."""
 
     kind: str
     config: dict[str, Any]
@@ -374,7 +399,8 @@ class Store:
         return self.create_runs([spec], foreground_pid=foreground_pid)[0]
 
     def create_runs(self, specs: Iterable[NewRun], *, foreground_pid: int | None = None) -> list[str]:
-        """Enqueue many runs in one transaction (a grid of thousands stays fast); returns their ids."""
+        """Enqueue many runs in one transaction (a grid of thousands stays fast); returns their ids. Batch
+        references in a config (``batch_ref``) become the ids of those runs before it is hashed and stored."""
         specs = list(specs)
         now = time.time()
         prov = provenance()
@@ -387,6 +413,7 @@ class Store:
             for index, spec in enumerate(specs):
                 if not isinstance(spec.config, dict):
                     raise InputError(f"config of a {spec.kind!r} run must be a JSON object")
+                config = _substitute_refs(spec.config, [c[0] for c in created], index)
                 seed = _seed(spec)
                 parents = list(dict.fromkeys(self._batch_parent(conn, p, index, created) for p in spec.parents))
                 base = ids.base_id(spec.kind, spec.label, now)
@@ -402,13 +429,13 @@ class Store:
                     conn.execute("INSERT OR IGNORE INTO experiments(name, created) VALUES (?, ?)",
                                  (spec.experiment, now))
                 status = self._status_from_parents(conn, parents)
-                cfg = json.dumps(spec.config, sort_keys=True, default=str)
+                cfg = json.dumps(config, sort_keys=True, default=str)
                 opts = None if spec.executor_opts is None else json.dumps(spec.executor_opts, sort_keys=True)
                 conn.execute(
                     "INSERT INTO runs(id, kind, label, experiment, config, config_hash, seed, status, priority,"
                     " created, foreground_pid, foreground_started, git_commit, executor, executor_opts)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (run_id, spec.kind, spec.label, spec.experiment, cfg, config_hash(spec.config),
+                    (run_id, spec.kind, spec.label, spec.experiment, cfg, config_hash(config),
                      seed, status, int(spec.priority), now, foreground_pid, fg_started, commit, spec.executor, opts))
                 conn.executemany("INSERT INTO deps(child, parent) VALUES (?, ?)", [(run_id, p) for p in parents])
                 if spec.experiment is not None:
@@ -561,6 +588,31 @@ class Store:
                     touched.append(rid)
         self._write_run_json(touched)
 
+    def unlink_runs(self, experiment: str, label: str | None = None, *, drop_experiment: bool = False) -> int:
+        """Forget which runs serve ``experiment`` (only ``label`` when given; the runs themselves stay), and with
+        ``drop_experiment`` the experiment and its spec too; the number of links removed."""
+        with self._tx() as conn:
+            if label is None:
+                n = conn.execute("DELETE FROM run_labels WHERE experiment = ?", (experiment,)).rowcount
+            else:
+                n = conn.execute("DELETE FROM run_labels WHERE experiment = ? AND label = ?",
+                                 (experiment, label)).rowcount
+            if drop_experiment:
+                conn.execute("UPDATE runs SET experiment = NULL WHERE experiment = ?", (experiment,))
+                conn.execute("DELETE FROM experiments WHERE name = ?", (experiment,))
+        return n
+
+    def runs_with_hashes(self, hashes: Collection[str]) -> list[Run]:
+        """The runs whose config hash is one of ``hashes`` (identical configurations), in creation order."""
+        wanted = list(dict.fromkeys(hashes))
+        ids: list[str] = []
+        with self._read() as conn:
+            for i in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[i:i + 500]
+                ids += [r[0] for r in conn.execute(
+                    f"SELECT id FROM runs WHERE config_hash IN ({','.join('?' * len(chunk))}) ORDER BY seq", chunk)]
+        return sorted(self.get_runs(ids), key=lambda r: r.seq) if ids else []
+
     def run_labels(self, experiment: str | None = None, run_id: str | None = None) -> list[tuple[str, str, str]]:
         """``(experiment, label, run_id)`` links, filtered, in run creation order."""
         where, args = [], []
@@ -621,11 +673,63 @@ class Store:
                 (step, prefix, prefix + "\U0010ffff", experiment)).fetchall() if self._has_links(conn) else []
         return pd.DataFrame([tuple(r) for r in rows], columns=["run_id", "name", "value"])
 
+    def labelled_protocols(self, experiment: str, ignore: Collection[str], *, kind: str = "classify",
+                           status: Sequence[str] = ()) -> list[tuple[str, str, str, int]]:
+        """What the runs of ``kind`` linked to ``experiment`` share: their configs without the ``ignore`` keys
+        (dotted: ``tta.batch_size``), distinct per label, as ``(label, config JSON, a run id, runs)``; only runs in
+        ``status`` when given. SQLite drops the keys and groups, so a 10,000-run experiment returns a few rows."""
+        paths = ", ".join("'$." + k.replace("'", "''") + "'" for k in ignore) or "'$.__none__'"
+        cond, args = "", [experiment, kind]
+        if status:
+            cond = f" AND r.status IN ({','.join('?' * len(status))})"
+            args += list(status)
+        with self._read() as conn:
+            if not self._has_links(conn):
+                return []
+            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+                f"SELECT l.label, json_remove(r.config, {paths}) AS p, min(r.id), count(*) FROM run_labels l"
+                f" JOIN runs r ON r.id = l.run_id WHERE l.experiment = ? AND r.kind = ?{cond}"
+                " GROUP BY l.label, p ORDER BY l.label", args)]
+
     @staticmethod
     def _has_links(conn: sqlite3.Connection) -> bool:
         """False only for an older store opened immutable (read-only media): it cannot be migrated, has no links."""
         return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_labels'").fetchone() \
             is not None
+
+    def copy_subset(self, dest: Path, run_ids: Collection[str], experiment: str) -> None:
+        """Write a consistent copy of the store to ``dest`` (a new file) holding only these runs (their rows,
+        dependencies, metrics, events and labels) and this experiment: a light store for another machine. The copy
+        has no WAL, so it opens on read-only media as it is."""
+        keep = set(run_ids)
+        try:
+            with self._read() as conn:
+                out = sqlite3.connect(dest)
+                try:
+                    conn.backup(out)
+                finally:
+                    out.close()
+            out = sqlite3.connect(dest, isolation_level=None)
+            try:
+                out.execute("PRAGMA journal_mode = DELETE")
+                out.execute("BEGIN")
+                out.execute("CREATE TEMP TABLE keep(id TEXT PRIMARY KEY)")
+                out.executemany("INSERT INTO keep(id) VALUES (?)", [(r,) for r in keep])
+                for sql in ("DELETE FROM metrics WHERE run_id NOT IN (SELECT id FROM keep)",
+                            "DELETE FROM events WHERE run_id IS NULL OR run_id NOT IN (SELECT id FROM keep)",
+                            "DELETE FROM deps WHERE child NOT IN (SELECT id FROM keep)"
+                            " OR parent NOT IN (SELECT id FROM keep)",
+                            "DELETE FROM run_labels WHERE run_id NOT IN (SELECT id FROM keep) OR experiment != ?",
+                            "DELETE FROM runs WHERE id NOT IN (SELECT id FROM keep)",
+                            "UPDATE runs SET experiment = NULL WHERE experiment IS NOT NULL AND experiment != ?",
+                            "DELETE FROM experiments WHERE name != ?", "DELETE FROM settings"):
+                    out.execute(sql, (experiment,) if "?" in sql else ())
+                out.execute("COMMIT")
+                out.execute("VACUUM")
+            finally:
+                out.close()
+        except sqlite3.DatabaseError as exc:
+            raise self._db_error(exc) from None
 
     def experiments(self) -> list[dict[str, Any]]:
         """Experiments with their spec and run counts per status."""
@@ -895,29 +999,42 @@ class Store:
         """Re-queue one run (see ``retry_runs``); its new status."""
         return self.retry_runs([run_id], restart=restart, resume=resume)[0][1]
 
-    def retry_runs(self, run_ids: Sequence[str], *, restart: bool = False,
-                   resume: bool = False) -> list[tuple[Run, str]]:
+    def retry_runs(self, run_ids: Sequence[str], *, restart: bool = False, resume: bool = False,
+                   executor: Callable[[str], dict[str, Any]] | None = None) -> list[tuple[Run, str]]:
         """failed/cancelled/interrupted/dependency-failed -> queued (or blocked); their dependency-failed
-        descendants wait again. ``restart`` drops the checkpoints first. A retry the user asks for is a new
-        attempt (``attempt`` + 1); ``resume`` (the engine re-queueing what a crash or stop interrupted) counts
-        in ``resumes`` instead."""
-        runs = self.get_runs(run_ids)
+        descendants wait again. A parent that ended badly must be retried first or in the same call (runs are
+        re-queued parents first; a dependency-failed run that a retried parent already made wait stays waiting).
+        ``restart`` drops the checkpoints first. A retry the user asks for is a new attempt (``attempt`` + 1);
+        ``resume`` (the engine re-queueing what a crash or stop interrupted) counts in ``resumes`` instead.
+        ``executor``: kind -> the ``NewRun`` executor fields the re-queued runs take (a resubmitted experiment goes
+        where its submission says); default: each keeps its own."""
+        runs = sorted(self.get_runs(run_ids), key=lambda r: r.seq)  # parents before children
+        batch = {r.id for r in runs}
         with self._read() as conn:
             for run in runs:
                 if run.status not in RETRYABLE:
                     raise InputError(f"run {run.id} is {run.status}; only {', '.join(RETRYABLE)} runs can be retried")
-                bad = [p for p in run.parents if conn.execute(
+                bad = [p for p in run.parents if p not in batch and conn.execute(
                     "SELECT status FROM runs WHERE id = ?", (p,)).fetchone()[0] in BAD_ENDS]
                 if bad:
                     raise InputError(f"run {run.id} depends on {', '.join(bad)} which ended badly; retry that first")
         out = []
         for run in runs:
+            if self.get_run(run.id).status not in RETRYABLE:  # a parent of the batch retried it already: waiting
+                out.append((run, self.get_run(run.id).status))
+                continue
             if restart:
                 shutil.rmtree(self.run_dir(run.id) / "checkpoints", ignore_errors=True)
                 (self.run_dir(run.id) / "checkpoints").mkdir(parents=True, exist_ok=True)
             with self._tx() as conn:
                 status = self._status_from_parents(conn, run.parents)
                 self._requeue(conn, run.id, status, resume=resume)
+                if executor is not None:
+                    where = executor(run.kind)
+                    opts = where.get("executor_opts")
+                    conn.execute("UPDATE runs SET executor = ?, executor_opts = ? WHERE id = ?",
+                                 (where["executor"], None if opts is None else json.dumps(opts, sort_keys=True),
+                                  run.id))
                 touched = [run.id, *self._reblock_descendants(conn, run.id)]
             self._write_run_json(touched)
             out.append((run, status))
@@ -944,11 +1061,17 @@ class Store:
         return changed
 
     def set_priority(self, run_id: str, priority: int) -> None:
-        rid = self.resolve(run_id)
+        self.set_priorities([run_id], priority)
+
+    def set_priorities(self, run_ids: Sequence[str], priority: int) -> list[str]:
+        """Give every named run this priority, in one transaction; their ids."""
+        rids = [r.id for r in self.get_runs(run_ids)]
         with self._tx() as conn:
-            conn.execute("UPDATE runs SET priority = ? WHERE id = ?", (int(priority), rid))
-            self._event(conn, rid, "priority", str(priority))
-        self._write_run_json([rid])
+            for rid in rids:
+                conn.execute("UPDATE runs SET priority = ? WHERE id = ?", (int(priority), rid))
+                self._event(conn, rid, "priority", str(priority))
+        self._write_run_json(rids)
+        return rids
 
     def set_paused(self, run_id: str, paused: bool) -> str:
         """Pause or release one run (see ``pause_runs``); its new status."""

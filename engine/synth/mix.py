@@ -143,10 +143,11 @@ class PoolSource(Source):
     ids: str | None = None
 
     def _run_dir(self, workspace: Path, where: str) -> Path:
-        run_dir = Path(workspace) / self.pool
-        if not self.pool or Path(self.pool).name != self.pool or not run_dir.is_dir():
+        from engine.runner.kinds import run_exists
+
+        if not run_exists(workspace, self.pool):
             raise InputError(f"{where}.pool: no run {self.pool!r} in the workspace {workspace}")
-        return run_dir
+        return Path(workspace) / self.pool
 
     def _ids(self, where: str) -> list[tuple[int, str]]:
         from engine.data.records import read_csv_rows
@@ -222,10 +223,11 @@ class SelectSource(Source):
     select: str
 
     def _run_dir(self, workspace: Path, where: str) -> Path:
-        run_dir = Path(workspace) / self.select
-        if not self.select or Path(self.select).name != self.select or not run_dir.is_dir():
+        from engine.runner.kinds import run_exists
+
+        if not run_exists(workspace, self.select):
             raise InputError(f"{where}.select: no run {self.select!r} in the workspace {workspace}")
-        return run_dir
+        return Path(workspace) / self.select
 
     def check(self, workspace: Path, where: str) -> None:
         from engine.synth.select import load_selection

@@ -105,15 +105,15 @@ def validate_select(config: dict[str, Any], workspace: Path) -> dict[str, Any]:
     (they may still be running: the run waits for them), a data root in its format's layout and, when every
     pool is finished already, counts those pools can give."""
     from engine.data import check_layout
+    from engine.runner.kinds import run_exists
     from engine.synth.pool import POOL_DIR
 
     cfg = parse_select_config(config)
     for gan, run in cfg.pools.items():
-        if not run or Path(run).name != run or not (Path(workspace) / run).is_dir():
+        if not run_exists(workspace, run):
             raise InputError(f"select config: pools.{gan}: no run {run!r} in the workspace {workspace}")
     helper = cfg.samplers.helper
-    if helper and cfg.configuration.sampler in HELPER_SAMPLERS and (
-            Path(helper).name != helper or not (Path(workspace) / helper).is_dir()):
+    if helper and cfg.configuration.sampler in HELPER_SAMPLERS and not run_exists(workspace, helper):
         raise InputError(f"select config: samplers.helper: no run {helper!r} in the workspace {workspace}")
     check_layout(cfg.data.format, cfg.data.root)
     if cfg.data.split_file and not Path(cfg.data.split_file).expanduser().is_file():

@@ -8,6 +8,7 @@ is first imported, as a second guard.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,20 @@ def _timm():  # noqa: ANN202 - the timm module
 
 def check_model(cfg: ModelConfig) -> None:
     """Before a run is queued: the architecture exists and, when pretrained, its weights load from a local
-    source, so a typo or a missing/wrong weights file is refused at once instead of failing in the engine."""
+    source, so a typo or a missing/wrong weights file is refused at once instead of failing in the engine.
+    Memoised on the weights file's size and mtime: a grid of hundreds of runs of one model loads it once."""
+    stamp = None
+    if cfg.pretrained and cfg.weights is not None:
+        try:
+            st = Path(cfg.weights).expanduser().stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None  # create_model names the missing file
+    _check_model(cfg, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_model(cfg: ModelConfig, stamp: tuple[int, int] | None) -> None:
     if cfg.pretrained:
         create_model(cfg)
     else:

@@ -276,10 +276,10 @@ class BuilderScreen(GanaugScreen):
 
     # ------------------------------------------------------------------ enqueue
     def _protocol(self) -> dict[str, Any]:
-        from engine.demo import DEMO_CLASSIFIER
+        from engine.demo import demo_protocol
 
         if self.query_one("#protocol", Select).value == "demo":
-            return dict(DEMO_CLASSIFIER)
+            return demo_protocol()
         weights = self.query_one("#weights", Input).value.strip()
         return {"model": {"weights": weights}} if weights else {}
 
