@@ -115,5 +115,36 @@ def remove_stale_tempdirs(parent: Path, prefix: str) -> list[Path]:
     return removed
 
 
+@contextmanager
+def built_folder(out: Path, kinds: tuple[str, ...] = ("tmp",)) -> Iterator[Path]:
+    """Yield an owned temporary sibling of ``out`` to fill; on success it replaces ``out`` (an empty folder, or a
+    full one moved aside first and then deleted), on failure it is deleted, so ``out`` is never half-written.
+    ``kinds`` names the sibling prefixes a killed writer may have left (``.NAME.KIND-...``): removed first.
+    A folder that cannot be created is bad input (one line), not a traceback."""
+    from engine.errors import InputError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for kind in (*kinds, "old"):
+            remove_stale_tempdirs(out.parent, f".{out.name}.{kind}")
+        tmp = owned_tempdir(out.parent, f".{out.name}.{kinds[0]}")
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write there ({exc.strerror})") from None
+    try:
+        yield tmp
+        if out.exists() and any(out.iterdir()):
+            trash = owned_tempdir(out.parent, f".{out.name}.old")
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _host_slug() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"

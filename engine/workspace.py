@@ -161,9 +161,7 @@ def export(store: st.Store, experiment: str, out: Path) -> dict[str, Any]:
     (results, predictions, logs, sample grids, selections, audits); plus the workspace's split files. Opens with
     ``ganaug-tui --workspace OUT`` and ``ganaug results EXPERIMENT --workspace OUT``, also read-only. Built in a
     temporary sibling and renamed into place, so an interrupted export leaves nothing half-written."""
-    import os
-
-    from engine.fsutil import owned_tempdir, remove_stale_tempdirs
+    from engine.fsutil import built_folder
 
     out = Path(out).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -172,10 +170,7 @@ def export(store: st.Store, experiment: str, out: Path) -> dict[str, Any]:
         known = ", ".join(e["name"] for e in store.experiments()) or "none"
         raise InputError(f"unknown experiment {experiment!r} in {store.workspace} (experiments: {known})")
     runs = experiment_runs(store, experiment, None, "retry").runs  # its runs and every run they depend on
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tempdirs(out.parent, f".{out.name}.tmp")  # left by an export that was killed
-    tmp = owned_tempdir(out.parent, f".{out.name}.tmp")
-    try:
+    with built_folder(out) as tmp:  # an interrupted export leaves nothing half-written
         store.copy_subset(tmp / st.DB_NAME, [r.id for r in runs], experiment)
         files = 1
         for run in runs:
@@ -183,12 +178,6 @@ def export(store: st.Store, experiment: str, out: Path) -> dict[str, Any]:
         splits = store.workspace / "splits"
         if splits.is_dir():
             files += _copy_tree(splits, tmp / "splits")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"experiment": experiment, "out": str(out), "runs": len(runs), "files": files, "bytes": _size(out)}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from engine import store as st
 
 ISIC2019_CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 
@@ -47,3 +49,17 @@ def _isic2019(
 @pytest.fixture
 def make_isic2019() -> Callable[..., Path]:
     return _isic2019
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Path]:
+    """A fresh workspace with its store; every engine and worker process started on it is killed afterwards (a
+    module with other needs defines its own ``ws``)."""
+    from engine_helpers import kill_everything
+
+    workspace = tmp_path / "ws"
+    st.open_store(workspace).close()
+    try:
+        yield workspace
+    finally:
+        kill_everything(workspace)

@@ -9,18 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
-import pytest
 from engine_helpers import (
     FAST_ENV,
     GANAUG,
     _processes_of,
     cli,
     default_sigint,
-    kill_everything,
     status_of,
     wait_for,
     wait_status,
@@ -28,16 +24,6 @@ from engine_helpers import (
 
 from engine import store as st
 from engine.runner.daemon import PID_FILE, engine_info
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Path]:
-    workspace = tmp_path / "ws"
-    st.open_store(workspace).close()
-    try:
-        yield workspace
-    finally:
-        kill_everything(workspace)
 
 
 def test_two_concurrent_starts_give_one_engine(ws):

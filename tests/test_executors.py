@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -22,7 +21,6 @@ from engine_helpers import (
     GANAUG,
     cli,
     default_sigint,
-    kill_everything,
     status_of,
     wait_for,
     wait_status,
@@ -34,16 +32,6 @@ from engine.executors import ExecutorSpec, executor_spec
 from engine.executors.slurm import SlurmOptions, SlurmSettings, parse_time, slurm_settings
 
 LOCAL_CLUSTER = ExecutorSpec("slurm", SlurmSettings(SlurmOptions(cluster="local", time_min=10)))
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Path]:
-    workspace = tmp_path / "ws"
-    st.open_store(workspace).close()
-    try:
-        yield workspace
-    finally:
-        kill_everything(workspace)
 
 
 def worker_pid(ws: Path, run_id: str, resumes: int = 0) -> int:

@@ -26,7 +26,6 @@ import csv
 import io
 import math
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -51,7 +50,7 @@ from engine.data.lesions import (
 )
 from engine.data.records import MELANOMA
 from engine.errors import InputError
-from engine.fsutil import atomic_write_json, owned_tempdir, remove_stale_tempdirs
+from engine.fsutil import atomic_write_json, built_folder
 
 DEMO_DEFAULTS: dict[str, int] = {"seed": 0, "res": 64, "n_train": 1200}
 GENERATOR = "ganaug-demo"
@@ -711,28 +710,9 @@ def generate_demo(
                     "pass --overwrite (overwrite=True) or pick another --out"
                 )
     workers = workers or default_workers()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for kind in ("tmp", "old"):
-            remove_stale_tempdirs(out.parent, f".{out.name}.{kind}")
-        tmp = owned_tempdir(out.parent, f".{out.name}.tmp")
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write the demo there ({exc.strerror})") from None
-    try:
+    with built_folder(out) as tmp:
         manifest = _build(tmp, seed, res, n_train, workers, _Tally(progress))
         atomic_write_json(tmp / MANIFEST, manifest)
-        if out.exists() and any(out.iterdir()):
-            trash = owned_tempdir(out.parent, f".{out.name}.old")
-            os.replace(out, trash / "demo")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            if out.exists():
-                out.rmdir()
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
