@@ -447,11 +447,15 @@ class BuilderScreen(GanaugScreen):
         train = self._train()
         sizes = self.sizes.get(train) if train else None
         counts = self.query_one("#counts", Static)
+        build, _ = self.build()
         if conf is not None and sizes is not None:
             counts.update(counts_text(conf, sizes))
         else:
-            counts.update("reading the data set's class sizes…" if conf is not None and train else "")
+            waiting = conf is not None and train is not None and build is not None and build != self.plan_for
+            counts.update("reading the data set's class sizes…" if waiting else "")
         blocker = self.blocker()
+        if blocker is not None:  # engine lines name absolute paths: the workspace as the status line shows it
+            blocker = blocker.replace(str(self.gapp.workspace), reads.display_path(self.gapp.workspace))
         plan = self.query_one("#plan", Static)
         plan.set_class(blocker is not None, "-blocked")
         if blocker is None:
