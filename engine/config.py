@@ -293,6 +293,22 @@ class GanSpec:
                 "snapshot_kimg": self.snapshot_kimg, "select_margin": self.select_margin,
                 "select_relative": self.select_relative}
 
+    def to_table(self) -> dict[str, Any]:
+        """The ``[gans.TAG]`` table that reads back as this spec (keys left at their defaults are omitted)."""
+        table: dict[str, Any] = {"family": self.family}
+        if self.import_file is not None:
+            table.update({"import": self.import_file, "trust": self.trust})
+            if self.code is not None:
+                table["code"] = self.code
+        else:
+            table["preset"] = self.preset
+        table.update({k: getattr(self, k) for k in ("kimg", "snapshot_kimg", "fid_weights", "pool_per_class",
+                                                      "select_margin", "select_relative")
+                      if getattr(self, k) is not None})
+        if self.fid_weights is None:
+            table["features"] = "baseline"
+        return table
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GanSpec:
         return cls(**{("import_file" if k == "import" else k): v for k, v in d.items()})
@@ -464,6 +480,92 @@ def read_experiments(file: str | Path | None = None, *, workspace: Path | None =
         return load_experiments(local, workspace=workspace, sets=sets)
     return parse_experiments(shipped_experiments_text(), Path(f"<shipped {EXPERIMENTS_FILE}>"), workspace=workspace,
                              base=Path.cwd(), sets=sets)
+
+
+def experiments_target(file: str | Path | None = None) -> tuple[Path, str]:
+    """The experiments file an edit goes to and its text now: ``file``, else ``./experiments.toml``; a missing
+    ``./experiments.toml`` starts as the shipped file (what :func:`read_experiments` read instead)."""
+    path = Path(file) if file is not None else Path.cwd() / EXPERIMENTS_FILE
+    if path.is_file():
+        try:
+            return path, path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read: {exc}") from None
+    if file is not None:
+        raise InputError(f"{path}: file not found")
+    return path, shipped_experiments_text()
+
+
+def _experiment_sets(template: str, overrides: Sequence[str]) -> list[str]:
+    return [f"experiment.{template}.{item}" for item in overrides]
+
+
+def derive_experiment(template: str, name: str, overrides: Sequence[str], *, file: str | Path | None = None,
+                      workspace: Path | None = None) -> Experiment:
+    """Experiment ``template`` of the experiments file with ``overrides`` (``key.path=value`` relative to its
+    ``[[experiment]]`` table, applied as ``--set`` applies them) under the name ``name``: validated by the same
+    loader as the file, so an experiment made elsewhere (the TUI Builder) is one the file could hold."""
+    exp = find_experiment(read_experiments(file, workspace=workspace, sets=_experiment_sets(template, overrides)),
+                          template)
+    if not _SAFE_NAME.match(name):
+        raise InputError(f"experiment name {name!r}: letters, digits, '.', '_' or '-'")
+    return replace(exp, name=name)
+
+
+def save_experiment(template: str, name: str, overrides: Sequence[str], *, file: str | Path | None = None,
+                    overwrite: bool = False) -> Path:
+    """Write :func:`derive_experiment`'s experiment into the experiments file as an ``[[experiment]]`` table (an
+    experiment of that name is replaced only with ``overwrite``); the rest of the file, comments included, is
+    kept. The new text is validated by the loader before it atomically replaces the file. Returns the file."""
+    import tomli_w
+
+    from engine.fsutil import atomic_write_text
+
+    path, text = experiments_target(file)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from None
+    if not _SAFE_NAME.match(name):
+        raise InputError(f"experiment name {name!r}: letters, digits, '.', '_' or '-'")
+    names = [t.get("name") for t in doc.get("experiment", []) if isinstance(t, dict)]
+    if name in names and not overwrite:
+        raise InputError(f"{path}: experiment {name!r} exists; confirm to replace it, or choose another name")
+    apply_sets(doc, _experiment_sets(template, overrides))
+    table = next((t for t in doc.get("experiment", []) if isinstance(t, dict) and t.get("name") == template), None)
+    if table is None:
+        raise InputError(f"{path}: no experiment named {template!r}")
+    block = tomli_w.dumps({"experiment": [{**table, "name": name}]})
+    kept = _without_experiment(text, name) if name in names else text
+    new_text = kept.rstrip("\n") + "\n\n" + block
+    parse_experiments(new_text, path, base=path.absolute().parent)  # never write a file the loader refuses
+    try:
+        atomic_write_text(path, new_text)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return path
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _without_experiment(text: str, name: str) -> str:
+    """``text`` without the ``[[experiment]]`` block named ``name``: from its header to the next header that is not
+    one of its own ``[experiment.*]`` sub-tables."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if re.match(r"^\s*\[\[\s*experiment\s*\]\]", line)]
+    for start in starts:
+        end = start + 1
+        while end < len(lines):
+            m = _HEADER.match(lines[end])
+            if m and not (m[1].startswith("experiment.") and not lines[end].lstrip().startswith("[[")):
+                break
+            end += 1
+        while end > start + 1 and lines[end - 1].lstrip().startswith("#"):
+            end -= 1  # comments just above the next header belong to it
+        if tomllib.loads("".join(lines[start:end])).get("experiment", [{}])[0].get("name") == name:
+            return "".join(lines[:start] + lines[end:])
+    return text
 
 
 def find_experiment(experiments: list[Experiment], name: str) -> Experiment:

@@ -412,6 +412,17 @@ class _Planner:
         return self._checked[raw]
 
 
+def gan_spec_of(tag: str, config: dict[str, Any], pool_per_class: int | None = None) -> GanSpec:
+    """The ``[gans.TAG]`` spec that plans a gan-train run with this (validated) config: the inverse of
+    ``_Planner.gan``, so an experiment naming it reuses that run when its data and feature source match. Keys the
+    spec cannot express (other family settings) make the planned config differ: the plan then says "new"."""
+    gan, metrics = config.get("gan") or {}, config.get("metrics") or {}
+    return GanSpec(tag, config["family"], config.get("preset", "paper"), gan.get("kimg"),
+                   None if metrics.get("fid_weights") else "baseline", metrics.get("fid_weights"), pool_per_class,
+                   snapshot_kimg=gan.get("snapshot_kimg"), select_margin=metrics.get("select_margin"),
+                   select_relative=metrics.get("select_relative"))
+
+
 def _reusable(store: Store, workspace: Path, kind: str, digest: str) -> Run | None:
     """The store's run of this kind and config hash that a submission reuses: one that succeeded and still has
     its output, else one waiting or running, else one to re-queue (interrupted, failed, cancelled)."""

@@ -7,6 +7,7 @@ Every function returns the one line the user is told afterwards; an ``InputError
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from engine import store as st
 from engine.errors import InputError
@@ -90,31 +91,14 @@ def create_workspace(workspace: Path) -> str:
     return f"created the run store {st.db_path(workspace)}"
 
 
-def enqueue_real_only(workspace: Path, experiment: str, label: str, base: dict, replicates: int,
-                      read_only: bool = False) -> str:
-    """Queue the classify runs of a configuration without synthetic images (``R:0``), one per replicate, as an
-    experiment in the store; a run already there with the same resolved config (and not ended badly) is reused.
+def enqueue_build(workspace: Path, build: Any, file: Path | None, read_only: bool = False) -> str:
+    """Queue the Builder's experiment (``ganaug_tui.screens.builder.Build``) through the experiment grid: its new
+    runs, its reused ones linked to their labels, and its spec in the store, as ``ganaug run --detach`` does."""
+    from engine import grid
 
-    Every config goes through the kind's own validation first, so a bad one creates nothing."""
-    from engine.config import Configuration
-    from engine.runner.kinds import validate_config
-
-    conf = Configuration.parse(label)
-    if conf.ratio.has_synthetic:
-        raise InputError(f"{label!r} has synthetic images: it needs a GAN, a pool and a selection first, which the "
-                         "experiment grid plans (enqueue the experiment instead)")
-    configs = [validate_config("classify", {**base, "real_fraction": str(conf.ratio.real), "replicate": k}, workspace)
-               for k in range(replicates)]
-    with _writer(workspace, read_only) as store:
-        have = {r.config_hash for r in store.list_runs(kind="classify") if r.status not in st.BAD_ENDS}
-        new = [c for c in configs if st.config_hash(c) not in have]
-        store.create_runs([st.NewRun("classify", c, label=conf.label, experiment=experiment) for c in new])
-        spec = next((e["spec"] for e in store.experiments() if e["name"] == experiment), None) or {}
-        labels = list(dict.fromkeys([*spec.get("labels", []), conf.label]))
-        store.set_experiment(experiment, {"source": "ganaug-tui builder", "labels": labels,
-                                          "replicates": max(replicates, spec.get("replicates", 0)),
-                                          "classify": dict(base)})
-    reused = len(configs) - len(new)
-    return (f"{experiment}: queued {len(new)} classify run(s) of {conf.label}"
-            + (f", {reused} already in the store" if reused else "")
-            + (_engine_note(workspace) if new else ""))
+    if read_only:
+        raise ReadOnly(f"{workspace} is open read-only: nothing can be changed from here")
+    _, sub = grid.enqueue(workspace, build.experiment(workspace, file),
+                          only=list(build.only) if build.only else None, replicates=build.replicates)
+    return (f"{build.name}: queued {len(sub.created)} new run(s), re-queued {len(sub.requeued)}, reused "
+            f"{len(sub.reused) - len(sub.requeued)}" + (_engine_note(workspace) if sub.created or sub.requeued else ""))

@@ -57,8 +57,10 @@ class GanaugApp(App[None]):
     selected_run: reactive[str | None] = reactive(None)
 
     def __init__(self, workspace: Path, *, read_only: bool = False, poll_s: float = POLL_S,
-                 clock: Callable[[], float] = time.time, gpu: bool | None = None) -> None:
-        """``clock`` and ``gpu`` (None = probe for one) exist so tests and snapshots are deterministic."""
+                 clock: Callable[[], float] = time.time, gpu: bool | None = None,
+                 experiments_file: Path | None = None) -> None:
+        """``clock`` and ``gpu`` (None = probe for one) exist so tests and snapshots are deterministic;
+        ``experiments_file``: the Builder's experiments.toml (None: ./experiments.toml, else the shipped one)."""
         super().__init__()
         self.workspace = workspace
         self.missing = not reads.has_store(workspace)
@@ -66,6 +68,7 @@ class GanaugApp(App[None]):
         self.poll_s = poll_s
         self.clock = clock
         self.gpu = gpu
+        self.experiments_file = experiments_file
         self.rates = reads.PhaseRates()  # time left in each running run's phase, from the snapshots seen
 
     def on_mount(self) -> None:

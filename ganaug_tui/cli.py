@@ -19,7 +19,8 @@ app = typer.Typer(name="ganaug-tui", add_completion=False, pretty_exceptions_ena
 app.command()(tui_command)
 
 
-def open_tui(workspace: Path | None, *, read_only: bool = False, poll_s: float = 2.0) -> None:
+def open_tui(workspace: Path | None, *, read_only: bool = False, poll_s: float = 2.0,
+             experiments_file: Path | None = None) -> None:
     from engine import store as st
     from ganaug_tui import reads
 
@@ -32,7 +33,7 @@ def open_tui(workspace: Path | None, *, read_only: bool = False, poll_s: float =
     import ganaug_tui.widgets.picture  # noqa: F401  (asks the terminal about images before Textual owns it)
     from ganaug_tui.app import GanaugApp
 
-    app = GanaugApp(ws, read_only=read_only, poll_s=poll_s)
+    app = GanaugApp(ws, read_only=read_only, poll_s=poll_s, experiments_file=experiments_file)
     app.run()
     if app.return_code:  # an app that crashed must not exit 0
         raise SystemExit(app.return_code)

@@ -228,17 +228,21 @@ def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
 # ------------------------------------------------------------------------------------------ previews
 @dataclass(frozen=True)
 class Previewable:
-    """A run with something to look at: a complete pool, sample grids, or both."""
+    """A run with something to look at: a complete pool, sample grids, a selection, an audit (any of them)."""
 
     run_id: str
     kind: str
     label: str | None
     pool: bool
     grids: int
+    selection: bool = False
+    audit: bool = False
 
 
 def list_previewables(workspace: Path, runs: Iterable[st.Run]) -> list[Previewable]:
-    """Runs that hold a complete pool (``pool/pool.json``) or sample grids, newest first."""
+    """Runs that hold a complete pool (``pool/pool.json``), sample grids, a selection (``selection.csv``) or an
+    audit (``audit/audit.json``), newest first."""
+    from engine.synth.audit import AUDIT_DIR
     from engine.synth.pool import POOL_DIR
 
     out = []
@@ -246,8 +250,10 @@ def list_previewables(workspace: Path, runs: Iterable[st.Run]) -> list[Previewab
         run_dir = workspace / run.id
         pool = (run_dir / POOL_DIR / "pool.json").is_file()
         grids = len(sample_grids(run_dir)) if (run_dir / "samples").is_dir() else 0
-        if pool or grids:
-            out.append(Previewable(run.id, run.kind, run.label, pool, grids))
+        selection = run.kind == "select" and (run_dir / "selection.csv").is_file()
+        audit = (run_dir / AUDIT_DIR / "audit.json").is_file()
+        if pool or grids or selection or audit:
+            out.append(Previewable(run.id, run.kind, run.label, pool, grids, selection, audit))
     return out[::-1]
 
 
@@ -310,40 +316,138 @@ class RealPage:
     error: str | None = None
 
 
-def load_real_page(workspace: Path, gan_run: str | None, page: int, per_page: int, res: int) -> RealPage:
-    """The real training images the pool's GAN learned from (its ``data`` config: the same split the classifier
-    uses), ``per_page`` per class, at the pool's resolution."""
+def load_real_page(workspace: Path, run_id: str, page: int, per_page: int, res: int) -> RealPage:
+    """The real images the GAN behind ``run_id`` learnt from, ``per_page`` per class at the pool's resolution:
+    the training part of the split its ``data`` names, as the audit takes it (``engine.synth.audit``)."""
     import numpy as np
-    from PIL import Image
 
-    from engine.data import load_dataset
-    from engine.data.split import persisted_split
+    from engine.synth.audit import data_of, reference_records, run_meta
     from engine.synth.pool import CLASS_NAMES
 
-    if gan_run is None:
-        return RealPage("", {}, "the pool names no GAN run, so its real training images are unknown")
-    with open_reader(workspace) as store:
-        try:
-            data = store.get_run(gan_run).config.get("data") or {}
-        except InputError as exc:
-            return RealPage("", {}, str(exc))
-    if not data.get("format") or not data.get("root"):
-        return RealPage("", {}, f"GAN run {gan_run} names no training data (config key data.format/data.root)")
     try:
-        ds = load_dataset(data["format"], data["root"])
-        split, _ = persisted_split(workspace, data["format"], ds.records, int(data.get("split_seed", 0)), persist=False)
-    except InputError as exc:
+        data = data_of(workspace, run_meta(workspace / run_id))
+        if data is None:
+            return RealPage("", {}, f"run {run_id} names no GAN run with training data, so its real images are unknown")
+        train, _ = reference_records(workspace, data)
+    except (InputError, OSError, ValueError) as exc:
         return RealPage("", {}, str(exc))
     mosaics = {}
     for label, name in enumerate(CLASS_NAMES):
-        members = [r for r in split.train if r.label == label]
-        chosen = members[(page * per_page) % max(1, len(members)):][:per_page]
-        tiles = []
-        for rec in chosen:
-            with Image.open(rec.image) as im:
-                tiles.append(np.asarray(im.convert("RGB").resize((res, res), Image.Resampling.BILINEAR)))
+        members = [r for r in train if r.label == label]
+        start = (page * per_page) % max(1, len(members))
+        tiles = [load_tile(rec.image, res) for rec in members[start:start + per_page]]
         mosaics[name] = mosaic(np.stack(tiles)) if tiles else None
-    return RealPage(f"{data['format']} {data['root']} (training split)", mosaics)
+    return RealPage(f"{data['format']} {data['root']} (training part of its split, {len(train):,} images)", mosaics)
+
+
+def load_tile(path: Path | str, res: int) -> Any:
+    """One image file as uint8 RGB at ``res`` x ``res``."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((res, res), Image.Resampling.BILINEAR))
+
+
+@dataclass
+class PicksView:
+    """What a select run chose, per class: its first and last picks with their scores, and for the diverse sampler
+    the near-duplicates it rejected, each beside the kept image it duplicates (with their Hamming distance)."""
+
+    run_id: str
+    label: str
+    sampler: str
+    counts: dict[str, int]
+    first: dict[str, tuple[Any, list[str]]]  # class -> (mosaic, "id score" captions)
+    last: dict[str, tuple[Any, list[str]]]
+    rejects: tuple[Any, list[str]] | None  # (mosaic of reject|kept pairs, "reject ≈ kept: distance d")
+    n_rejected: int
+
+
+def load_picks(workspace: Path, run_id: str, per_class: int) -> PicksView:
+    """A select run's ``selection.csv`` (first and last ranks per class) and ``rejected.csv`` (diverse)."""
+    import csv
+
+    import numpy as np
+
+    from engine.synth.pool import CLASS_NAMES, Pool
+    from engine.synth.select import load_selection
+
+    selection = load_selection(workspace, run_id)
+    with open(workspace / run_id / "selection.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    pools = {p.gan: Pool(workspace / p.pool_run) for p in selection.parts}
+    pool_of = {r["pool_id"]: pools[r["gan"]] for r in rows if r["gan"] in pools}
+
+    def images(ids: list[str]) -> Any:
+        return np.stack([pool_of[i].images[pool_of[i].rows_of([i])][0] for i in ids])
+
+    first: dict[str, tuple[Any, list[str]]] = {}
+    last: dict[str, tuple[Any, list[str]]] = {}
+    for label, name in enumerate(CLASS_NAMES):
+        mine = sorted((r for r in rows if int(r["label"]) == label), key=lambda r: int(r["rank"]))
+        for side, chosen in ((first, mine[:per_class]), (last, mine[-per_class:] if len(mine) > per_class else [])):
+            if chosen:
+                side[name] = (mosaic(images([r["pool_id"] for r in chosen])),
+                              [f"#{r['rank']} {r['pool_id']}" + (f" {float(r['score']):.3g}" if r["score"] else "")
+                               for r in chosen])
+    rejects, n_rejected = None, 0
+    try:
+        with open(workspace / run_id / "rejected.csv", newline="") as fh:
+            rejected = list(csv.DictReader(fh))
+    except OSError:
+        rejected = []
+    if rejected:
+        n_rejected = len(rejected)
+        first_pool = next(iter(pools.values()))
+        shown = sorted(rejected, key=lambda r: int(r["distance"]))[:per_class]
+        tiles = []
+        for r in shown:
+            pool = pool_of.get(r["nearest_kept"], first_pool)
+            pair = pool.images[pool.rows_of([r["pool_id"], r["nearest_kept"]])]
+            tiles.append(np.concatenate([pair[0], np.full((pair.shape[1], 2, 3), 24, np.uint8), pair[1]], axis=1))
+        rejects = (mosaic(np.stack(tiles), columns=min(4, len(tiles)), gap=6),
+                   [f"{r['pool_id']} ≈ {r['nearest_kept']}: distance {r['distance']}" for r in shown])
+    return PicksView(run_id, selection.label, selection.sampler, selection.counts, first, last, rejects, n_rejected)
+
+
+@dataclass
+class AuditView:
+    """An audit's closest synthetic/real pairs (its own side-by-side PNGs) with their distances, and its verdict."""
+
+    run_id: str
+    pairs: Any  # one mosaic of the pair PNGs, two per row
+    lines: list[str]  # per pair: rank, ids, pHash and feature distance
+    summary: str
+
+
+def load_audit(workspace: Path, run_id: str, n: int) -> AuditView:
+    """``<run>/audit/audit.json`` (``ganaug audit``): the ``n`` closest pairs, as the audit drew them."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.synth.audit import AUDIT_DIR
+
+    folder = workspace / run_id / AUDIT_DIR
+    doc = read_json(folder / "audit.json")
+    if doc is None:
+        raise InputError(f"run {run_id}: no readable {AUDIT_DIR}/audit.json (ganaug audit {run_id} writes it)")
+    closest = doc.get("closest", [])[:n]
+    tiles = []
+    for c in closest:
+        with Image.open(folder / c["png"]) as im:
+            tiles.append(np.asarray(im.convert("RGB")))
+    same = tiles and len({t.shape for t in tiles}) == 1
+    lines = [f"{k}. {c['pool_id']} ↔ {c['train_image']}: pHash {c['phash_distance']}"
+             + (f", feature {c['feature_distance']:.3f}" if c.get("feature_distance") is not None else "")
+             for k, c in enumerate(closest, start=1)]
+    thr = doc.get("threshold", {})
+    flagged = "; ".join(f"{name} {v['suspected_copies']}/{v['n']} suspected"
+                        for name, v in doc.get("per_class", {}).items())
+    feature = "—" if thr.get("feature") is None else f"{thr['feature']:.3f}"
+    summary = (f"audit of {run_id}: {flagged}; thresholds pHash {thr.get('phash')}, feature {feature} (quantile of "
+               f"the {doc.get('reference', 'val')} images' distances); each pair: synthetic, nearest training image")
+    return AuditView(run_id, mosaic(np.stack(tiles), columns=2, gap=6) if same else None, lines, summary)
 
 
 @dataclass
@@ -387,44 +491,53 @@ def pool_gan_run(run_dir: Path) -> str | None:
 
 # ------------------------------------------------------------------------------------------ builder
 @dataclass(frozen=True)
-class DataChoice:
-    """A training data set the builder can use, with the classify config keys it stands for."""
+class GanChoice:
+    """A gan-train run the Builder can name: its state, selected checkpoint with its FID, pool size, and the
+    ``[gans.TAG]`` spec that plans it (``engine.grid.gan_spec_of``)."""
 
-    key: str
-    title: str
-    config: dict[str, Any]  # classify config: data, tests (and the demo's protocol when it is the demo)
+    run_id: str
+    family: str
+    preset: str
+    status: str
+    selected: str  # "kimg 8, fid_domain 8.89" / "" while training
+    pool: int | None  # images per class of its largest finished pool
+    spec: Any  # engine.config.GanSpec
 
-
-def demo_choice(workspace: Path) -> DataChoice | None:
-    """The workspace's own demo data (``ganaug demo`` renders it to ``<workspace>/demo-data``), if there."""
-    from engine.data.demo_data import MANIFEST
-    from engine.demo import classify_config
-
-    data_dir = workspace / "demo-data"
-    manifest = read_json(data_dir / MANIFEST)
-    if manifest is None:
-        return None
-    config = classify_config(data_dir, manifest)
-    config.pop("real_fraction", None)
-    return DataChoice("demo", f"demo data ({display_path(data_dir)})", config)
+    @property
+    def title(self) -> str:
+        state = {st.SUCCEEDED: "trained", st.RUNNING: "training", st.QUEUED: "queued"}.get(self.status, self.status)
+        pool = f", pool {self.pool:,}/class" if self.pool else ""
+        selected = f", {self.selected}" if self.selected else ""
+        return f"{self.family} {self.preset} · {state}{selected}{pool} · {self.run_id}"
 
 
-@dataclass(frozen=True)
-class ClassSizes:
-    """The training part's class sizes of a data set's workspace split (what ratios scale)."""
+def gan_choices(workspace: Path) -> list[GanChoice]:
+    """Every gan-train run that did not end badly, newest first, with what its run folder says."""
+    from engine.config import GAN_TAGS
+    from engine.grid import gan_spec_of
 
-    benign: int
-    melanoma: int
-    source: str
+    tag_of = {family: tag for tag, family in GAN_TAGS.items()}
+    with open_reader(workspace) as store:
+        gans = [r for r in store.list_runs(kind="gan-train") if r.status not in st.BAD_ENDS]
+        pools = [r for r in store.list_runs(kind="gan-pool") if r.status == st.SUCCEEDED]
+    out = []
+    for run in reversed(gans):
+        # The newest finished pool's per_class as its config says (so the planned pool is that one).
+        pool = next((p.config.get("per_class") for p in reversed(pools) if p.config.get("gan_run") == run.id), None)
+        result = read_json(workspace / run.id / "result.json") or {}
+        selected = ""
+        if isinstance(result.get("selected"), dict):
+            kimg = result["selected"].get("kimg")
+            entry = next((c for c in result.get("checkpoints", []) if c.get("kimg") == kimg), {})
+            fid = next(((k, v) for k, v in entry.items() if k.startswith("fid") and isinstance(v, float)), None)
+            selected = f"kimg {kimg}" + (f", {fid[0]} {fid[1]:.3g}" if fid else "")
+        family = run.config.get("family", "?")
+        out.append(GanChoice(run.id, family, run.config.get("preset", "?"), run.status, selected, pool,
+                             gan_spec_of(tag_of.get(family, "sgn"), run.config, pool)))
+    return out
 
 
-def train_class_sizes(workspace: Path, fmt: str, root: str, split_seed: int = 0) -> ClassSizes:
-    """Class sizes of the training part of the split every run of this workspace uses (read, never written)."""
-    from engine.data import load_dataset
-    from engine.data.split import persisted_split
-
-    ds = load_dataset(fmt, root)
-    split, path = persisted_split(workspace, fmt, ds.records, split_seed, persist=False)
-    mel = sum(r.label == 1 for r in split.train)
-    where = "its split file" if path.is_file() else "the split its first run will write"
-    return ClassSizes(len(split.train) - mel, mel, f"{fmt} training part, {where}")
+def stored_specs(workspace: Path) -> dict[str, dict[str, Any]]:
+    """The experiment specs the store holds, by name (what ``ganaug run`` and the Builder saved)."""
+    with open_reader(workspace) as store:
+        return {e["name"]: e["spec"] for e in store.experiments() if e.get("spec")}

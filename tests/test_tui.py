@@ -14,19 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from textual.widgets import Button, Input, Select, Static
+from textual.widgets import Select, Static
 from tui_fixtures import NOW, make_workspace
 
 from engine import store as st
-from engine.config import Configuration
-from engine.synth.pool import Pool
 from ganaug_tui import gpu, reads
 from ganaug_tui.app import GanaugApp
 from ganaug_tui.palette import ScreenCommands
-from ganaug_tui.screens.builder import BuilderScreen
 from ganaug_tui.screens.live import LiveScreen
 from ganaug_tui.screens.modals import Confirm
-from ganaug_tui.screens.preview import PreviewScreen
 from ganaug_tui.screens.welcome import CreateWorkspaceScreen
 from ganaug_tui.widgets.curves import Curves
 from ganaug_tui.widgets.run_table import RunTable
@@ -251,100 +247,6 @@ def test_thinning_keeps_each_buckets_extremes() -> None:
     values[4321] = 9.0  # one spike in a flat loss curve
     xs, ys = reads.thin(steps, values, limit=100)
     assert len(xs) <= 100 and 9.0 in ys and xs[ys.index(9.0)] == 4321.0
-
-
-# ------------------------------------------------------------------------------------------ preview
-async def test_preview_shows_the_pools_images_per_class(ws) -> None:
-    workspace, ids = ws
-    app = make_app(workspace)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("4")
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, PreviewScreen)
-        assert screen.query_one("#source", Select).value == ids["pool"]
-        pool = Pool(workspace / ids["pool"])
-        for label, name in enumerate(("benign", "melanoma")):
-            shown = np.asarray(screen.query_one(f"#pool-{name}").image)
-            want = np.asarray(reads.mosaic(pool.images[np.flatnonzero(pool.labels == label)[:8]]))
-            assert np.array_equal(shown, want)
-        await pilot.press("m", "m")  # sample grids: a pool shows the grids of the GAN run that made it
-        await settle(app, pilot)
-        assert screen.frames is not None and screen.frames.run_id == ids["gan"]
-        assert "kimg 8" in str(screen.query_one("#caption", Static).render())
-        await pilot.press("left")
-        await settle(app, pilot)
-        caption = str(screen.query_one("#caption", Static).render())
-        assert "checkpoint 2/3, kimg 4" in caption and "fid_domain 16" in caption
-        assert str(screen.query_one("#grid-pic").image).endswith("kimg-000004.png")
-
-
-# ------------------------------------------------------------------------------------------ builder
-async def test_builder_flags_an_invalid_ratio_while_typing_and_cannot_enqueue_it(ws) -> None:
-    workspace, _ = ws
-    before = len(st.open_store(workspace, readonly=True).list_runs())
-    app = make_app(workspace)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("1")
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, BuilderScreen)
-        ratio = screen.query_one("#ratio", Input)
-        ratio.focus()
-        ratio.value = ""
-        await pilot.press(*"1:1/")
-        await settle(app, pilot)
-        assert ratio.has_class("-invalid")
-        assert "bad ratio '1:1/'" in str(screen.query_one("#ratio-check", Static).render())
-        assert screen.query_one("#enqueue", Button).disabled
-        await pilot.press("ctrl+s")
-        await settle(app, pilot)
-        await pilot.press("4")  # now 1:1/4
-        await settle(app, pilot)
-        assert not ratio.has_class("-invalid")
-        assert "✓ 1:1/4" in str(screen.query_one("#ratio-check", Static).render())
-    assert len(st.open_store(workspace, readonly=True).list_runs()) == before
-
-
-async def test_builder_counts_and_enqueue_of_a_real_only_configuration(ws, make_isic2019) -> None:
-    workspace, _ = ws
-    rows = [(f"ISIC_{i:07d}", "MEL" if i % 4 == 0 else "NV") for i in range(40)]
-    root = make_isic2019(workspace.parent / "isic", rows)
-    app = make_app(workspace)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("1")
-        await settle(app, pilot)
-        screen = app.screen
-        screen.query_one("#root", Input).value = str(root)
-        ratio = screen.query_one("#ratio", Input)
-        ratio.value = "1/2:0"
-        screen.query_one("#replicates", Input).value = "2"
-        screen.query_one("#experiment", Input).value = "tui-test"
-        await settle(app, pilot)
-        sizes = screen.sizes
-        assert sizes is not None and sizes.benign + sizes.melanoma < 40  # the training part only
-        c = Configuration.parse("1/2:0").ratio.counts(sizes.benign, sizes.melanoma)
-        counts = str(screen.query_one("#counts", Static).render())
-        assert f"real       {c.real_benign:>7,} benign  {c.real_melanoma:>6,} melanoma" in counts
-        ratio.value = "1/2:1/2"  # synthetic images: the grid's job, not enqueued from here
-        await settle(app, pilot)
-        assert screen.query_one("#enqueue", Button).disabled
-        ratio.value = "1/2:0"
-        await settle(app, pilot)
-        assert not screen.query_one("#enqueue", Button).disabled
-        await pilot.press("ctrl+s")
-        await settle(app, pilot)
-        await pilot.press("ctrl+s")  # again: the same runs are reused, not duplicated
-        await settle(app, pilot)
-    with st.open_store(workspace, readonly=True) as store:
-        runs = store.list_runs(experiment="tui-test")
-        spec = next(e["spec"] for e in store.experiments() if e["name"] == "tui-test")
-    assert sorted(r.config["replicate"] for r in runs) == [0, 1]
-    assert {(r.kind, r.label, r.status, r.config["real_fraction"]) for r in runs} == {("classify", "1/2:0", "queued",
-                                                                                      "1/2")}
-    assert spec["labels"] == ["1/2:0"] and spec["replicates"] == 2
 
 
 # ------------------------------------------------------------------------------------------ results

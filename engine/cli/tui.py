@@ -3,6 +3,7 @@ points; the UI itself (textual) is imported only when the command runs, so ``eng
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,9 @@ def tui_command(
         "--read-only", help="Only look: every action that would change the store is refused.")] = False,
     poll: Annotated[float, typer.Option(
         "--poll", min=0.2, help="Seconds between two reads of the store.")] = 2.0,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="The experiments.toml the Builder reads and saves into (default: ./experiments.toml, else "
+                       "the shipped one; saving then creates ./experiments.toml).")] = None,
 ) -> None:
     """Open the terminal UI on a workspace: build and queue runs, watch them live, preview images, read results.
 
@@ -23,7 +27,7 @@ def tui_command(
     """
     from ganaug_tui.cli import open_tui
 
-    open_tui(workspace, read_only=read_only, poll_s=poll)
+    open_tui(workspace, read_only=read_only, poll_s=poll, experiments_file=file)
 
 
 def install(app: typer.Typer) -> None:

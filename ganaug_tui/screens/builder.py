@@ -1,14 +1,20 @@
-"""Builder: compose one configuration of the paper's grammar — data set, ratio, GAN, sampler, replicates — see
-what it means in images per class while typing, and queue it.
+"""Builder: compose an experiment on the experiment grid — a configuration of the paper's grammar (data set,
+test sets, GAN, ratio, sampler, replicates) on the protocol of an experiment of ``experiments.toml``, or that
+experiment whole, or some of its labels — see what the grid will enqueue, and queue it.
 
-The ratio is checked by the engine's own grammar (``engine.config``) at every keystroke and the per-class
-counts are ``Ratio.counts`` on the chosen data set's training part, so what the screen says is what a
-run will train on. A configuration without synthetic images queues its classify runs here; one with synthetic
-images needs its GAN, pool and selection planned first, which is the experiment grid's job.
+The Builder computes nothing the engine does not: its experiment is the chosen ``[[experiment]]`` of the file
+with ``--set``-style overrides (``engine.config.derive_experiment``, validated by the file's own loader), the
+ratio is checked by the grammar at every keystroke, the per-class counts are ``Ratio.counts`` on the data's
+class sizes, the preview is ``engine.grid.preview`` (in a thread) and enqueueing is ``engine.grid.enqueue``,
+which stores the experiment's spec as ``ganaug run`` does. A configuration built under a name the store already
+knows joins that experiment's configurations (with its baseline), so results compare them.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -16,24 +22,29 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, SelectionList, Static
+from textual.worker import get_current_worker
 
-from engine.config import DEFAULT_GAN, DEFAULT_SAMPLER, GAN_TAGS, SAMPLER_TAGS, Configuration, Ratio
+from engine.config import DEFAULT_GAN, DEFAULT_SAMPLER, GAN_TAGS, SAMPLER_TAGS, Configuration, Experiment, Ratio
 from engine.data.formats import FORMATS
 from engine.errors import InputError
 from ganaug_tui import actions, reads
-from ganaug_tui.messages import Loaded
-from ganaug_tui.reads import ClassSizes, DataChoice
+from ganaug_tui.messages import ActionDone, Loaded
+from ganaug_tui.reads import GanChoice
 from ganaug_tui.screens.base import GanaugScreen
+from ganaug_tui.screens.modals import Confirm
 
 # The ratios of the paper's Table 2, in its order (augmentation, then anonymization).
 PAPER_RATIOS = ("1:0", "1:1/4", "1:1/2", "1:1", "(1:1/2:1/2)", "(1:1/2:3/4)", "(1:1/2:1)",
                 "1/16:0", "1/16:1/16", "1/16:15/16", "1/8:0", "1/8:1/8", "1/8:7/8",
                 "1/4:0", "1/4:1/4", "1/4:3/4", "1/2:0", "1/2:1/2")
-GAN_NAMES = {name: tag for tag, name in GAN_TAGS.items()}
+TAG_OF = {name: tag for tag, name in GAN_TAGS.items()}
 SAMPLER_NAMES = {DEFAULT_SAMPLER: "", **{name: tag for tag, name in SAMPLER_TAGS.items()}}
-PROTOCOLS = {"demo": "demo: test_resnet at 48 px (CPU minutes)",
-             "paper": "paper: Inception-v4 at 299 px (needs an ImageNet weights file)"}
+PRESETS = ("tiny", "demo", "paper")
+NEW_GAN = "new"  # the GAN choice "train a new one"
+WHOLE, ONE = "whole", "one"
+BASELINE = "1:0"
+GROUP = "builder"  # the group the Builder's configurations join
 
 
 class RatioGrammar(Validator):
@@ -47,23 +58,54 @@ class RatioGrammar(Validator):
         return self.success()
 
 
-def compose_label(ratio: str, gan: str, sampler: str) -> str:
+def compose_label(ratio: str, family: str, sampler: str) -> str:
     """The paper-style label of the picks (tags only where the ratio has synthetic images)."""
     parts = [ratio.strip()]
     try:
-        if Ratio.parse(ratio).has_synthetic:
-            parts += [t for t in (GAN_NAMES[gan] if gan != DEFAULT_GAN else "", SAMPLER_NAMES[sampler]) if t]
+        synthetic = Ratio.parse(ratio).has_synthetic
     except ValueError:
-        pass
+        synthetic = False
+    if synthetic:
+        parts += [t for t in (TAG_OF[family] if family != DEFAULT_GAN else "", SAMPLER_NAMES[sampler]) if t]
     return " ".join(parts)
 
 
-def counts_text(conf: Configuration, sizes: ClassSizes) -> str:
+@dataclass(frozen=True)
+class Build:
+    """What the Builder asks the engine for: experiment ``template`` of the file with ``overrides`` (relative to its
+    table, as ``--set`` takes them) named ``name``; ``only``/``replicates`` as ``ganaug run --only/--replicates``."""
+
+    template: str
+    name: str
+    overrides: tuple[str, ...]
+    only: tuple[str, ...] | None = None
+    replicates: int | None = None
+    gan_run: str | None = None  # the existing GAN run the configuration names
+
+    def experiment(self, workspace: Path, file: Path | None) -> Experiment:
+        from engine.config import derive_experiment
+
+        return derive_experiment(self.template, self.name, self.overrides, file=file, workspace=workspace)
+
+
+def counts_text(conf: Configuration, sizes: Any) -> str:
     c = conf.ratio.counts(sizes.benign, sizes.melanoma)
     return (f"real       {c.real_benign:>7,} benign  {c.real_melanoma:>6,} melanoma  = {c.real:,}\n"
             f"synthetic  {c.synth_benign:>7,} benign  {c.synth_melanoma:>6,} melanoma  = {c.synthetic:,}"
             + (f" from {conf.gan}, {conf.sampler} sampler" if c.synthetic else "") + "\n"
-            f"of a training part of {sizes.benign:,} benign + {sizes.melanoma:,} melanoma ({sizes.source})")
+            f"of a training split of {sizes.benign:,} benign + {sizes.melanoma:,} melanoma")
+
+
+def plan_text(planned: Any, build: Build) -> str:
+    """``engine.grid``'s plan as the user reads it: runs per kind, new and reused, and the GAN run it names."""
+    lines = [f"{planned.experiment.name}: {len(planned.runs)} runs, {len(planned.new)} new"
+             + (f" ({', '.join(planned.labels)})" if planned.labels else "")]
+    for kind, row in planned.summary().items():
+        lines.append(f"  {kind:<10} {row['runs']:>4} runs: {row['new']:>4} new, {row['reused']:>4} reused")
+    if build.gan_run is not None and planned.runs and not any(r.run_id == build.gan_run for r in planned.runs):
+        lines.append(f"GAN run {build.gan_run} is not reused: the plan trains a new GAN (its config differs from "
+                     "this experiment's: data, FID features, or settings the file cannot name)")
+    return "\n".join(lines)
 
 
 class BuilderScreen(GanaugScreen):
@@ -71,7 +113,9 @@ class BuilderScreen(GanaugScreen):
     AUTO_FOCUS = ""  # nothing takes the keys on arrival, so 1-5 still switch screens; tab enters the form
     BINDINGS = [
         Binding("ctrl+s", "enqueue", "Enqueue", id="builder.enqueue", priority=True,
-                tooltip="Queue the runs of this configuration"),
+                tooltip="Queue the runs of the preview (engine.grid.enqueue)"),
+        Binding("ctrl+o", "save", "Save to toml", id="builder.save", priority=True,
+                tooltip="Write this experiment into experiments.toml (asks before replacing one)"),
         Binding("escape", "leave_field", "Leave field", id="builder.leave_field",
                 tooltip="Leave the text field, so that 1-5 switch screens again"),
     ]
@@ -79,47 +123,79 @@ class BuilderScreen(GanaugScreen):
     BuilderScreen #form { padding: 0 1; }
     BuilderScreen .row { height: 1; }
     BuilderScreen .row Label { width: 12; color: $text-muted; }
-    BuilderScreen .row Select { width: 1fr; max-width: 46; margin-right: 1; }
+    BuilderScreen .row Select { width: 1fr; max-width: 60; margin-right: 1; }
     BuilderScreen .row Input { width: 1fr; max-width: 46; margin-right: 1; }
-    BuilderScreen #replicates, BuilderScreen #split-seed { max-width: 8; }
+    BuilderScreen #replicates, BuilderScreen #split-seed, BuilderScreen #pool { max-width: 9; }
+    BuilderScreen #family, BuilderScreen #preset-gan { max-width: 22; }
+    BuilderScreen SelectionList { height: auto; max-height: 8; margin-left: 12; border: none; padding: 0; }
     BuilderScreen #ratio-check { height: auto; padding-left: 12; }
     BuilderScreen #ratio-check.-bad { color: $error; }
-    BuilderScreen #counts { height: auto; margin: 1 0; }
+    BuilderScreen #counts { height: auto; margin: 1 0 0 0; }
     BuilderScreen #plan { height: auto; color: $text-muted; margin: 1 0; }
     BuilderScreen #plan.-blocked { color: $warning; }
-    BuilderScreen .custom { display: none; }
+    BuilderScreen #buttons { height: auto; }
+    BuilderScreen #buttons Button { margin-right: 2; }
+    BuilderScreen .custom, BuilderScreen .new-gan { display: none; }
     BuilderScreen.-custom-data .custom { display: block; }
-    BuilderScreen .paper { display: none; }
-    BuilderScreen.-paper .paper { display: block; }
+    BuilderScreen.-new-gan .new-gan { display: block; }
+    BuilderScreen.-whole .one { display: none; }
+    BuilderScreen .whole { display: none; }
+    BuilderScreen.-whole .whole { display: block; }
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.sizes: ClassSizes | None = None
-        self.sizes_error: str | None = None
-        self.choices: dict[str, DataChoice] = {}
+        self.experiments: dict[str, Experiment] = {}
+        self.gans: dict[str, GanChoice] = {}
+        self.sizes: dict[tuple[str, str, int], Any] = {}  # train data -> engine.grid.Sizes
+        self.load_error: str | None = None
+        self.plan: Any = None
+        self.plan_error: str | None = None
+        self.plan_for: Build | None = None
+        self._asked: Build | None = None
+        self.specs: dict[str, dict[str, Any]] = {}  # the store's experiment specs, by name
+        self._store_signature: int | None = None
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="form", can_focus=False):
             with Horizontal(classes="row"):
+                yield Label("from")
+                yield Select([], prompt="reading experiments.toml…", id="template", compact=True,
+                             type_to_search=False)
+                yield Select([("a configuration", ONE), ("the whole experiment", WHOLE)], value=ONE,
+                             allow_blank=False, id="what", compact=True, type_to_search=False)
+            yield SelectionList(id="labels", classes="whole")
+            with Horizontal(classes="row one"):
                 yield Label("data")
                 yield Select([], prompt="custom data set", id="data", compact=True, type_to_search=False)
-            with Horizontal(classes="row custom"):
+            with Horizontal(classes="row custom one"):
                 yield Label("format")
                 yield Select([(f, f) for f in sorted(FORMATS)], value="isic2019", allow_blank=False, id="format",
                              compact=True, type_to_search=False)
                 yield Input(placeholder="data set root folder", id="root", compact=True)
-            with Horizontal(classes="row"):
+            with Horizontal(classes="row one"):
+                yield Label("test sets")
+            yield SelectionList(id="tests", classes="one")
+            with Horizontal(classes="row one"):
                 yield Label("ratio")
                 yield Input("1:1/2", placeholder="R:S or (R:SB:SM), e.g. 1:1/2", id="ratio", compact=True,
                             validators=[RatioGrammar()], validate_on=["changed"])
                 yield Select([(r, r) for r in PAPER_RATIOS], prompt="paper's ratios", id="preset", compact=True,
                              type_to_search=False)
-            yield Static("", id="ratio-check", markup=False)
-            with Horizontal(classes="row"):
+            yield Static("", id="ratio-check", classes="one", markup=False)
+            with Horizontal(classes="row one"):
                 yield Label("GAN")
-                yield Select([(f"{name} ({tag})", name) for tag, name in GAN_TAGS.items()], value=DEFAULT_GAN,
-                             allow_blank=False, id="gan", compact=True, type_to_search=False)
+                yield Select([("train a new one", NEW_GAN)], value=NEW_GAN, allow_blank=False, id="gan",
+                             compact=True, type_to_search=False)
+            with Horizontal(classes="row new-gan one"):
+                yield Label("family")
+                yield Select([(name, name) for name in GAN_TAGS.values()], value="stylegan2", allow_blank=False,
+                             id="family", compact=True, type_to_search=False)
+                yield Select([(p, p) for p in PRESETS], value="demo", allow_blank=False, id="preset-gan",
+                             compact=True, type_to_search=False)
+                yield Label("pool/class")
+                yield Input("", placeholder="file's", id="pool", type="integer", compact=True)
+            with Horizontal(classes="row one"):
                 yield Label("sampler")
                 yield Select([(f"{n} ({t})" if t else n, n) for n, t in SAMPLER_NAMES.items()],
                              value=DEFAULT_SAMPLER, allow_blank=False, id="sampler", compact=True,
@@ -127,91 +203,150 @@ class BuilderScreen(GanaugScreen):
             with Horizontal(classes="row"):
                 yield Label("replicates")
                 yield Input("3", id="replicates", type="integer", compact=True)
-                yield Label("split seed")
-                yield Input("0", id="split-seed", type="integer", compact=True)
-            yield Static("", id="counts", markup=False)
-            with Horizontal(classes="row"):
-                yield Label("protocol")
-                yield Select([(t, k) for k, t in PROTOCOLS.items()], value="demo", allow_blank=False, id="protocol",
-                             compact=True, type_to_search=False)
-            with Horizontal(classes="row paper"):
-                yield Label("weights")
-                yield Input(placeholder="ImageNet weights file for inception_v4", id="weights", compact=True)
-            with Horizontal(classes="row"):
+                yield Label("split seed", classes="one")
+                yield Input("0", id="split-seed", type="integer", compact=True, classes="one")
+            yield Static("", id="counts", classes="one", markup=False)
+            with Horizontal(classes="row one"):
                 yield Label("experiment")
                 yield Input("builder", id="experiment", compact=True)
             yield Static("", id="plan", markup=False)
-            yield Button("Enqueue (ctrl+s)", id="enqueue", variant="primary")
+            with Horizontal(id="buttons"):
+                yield Button("Enqueue (ctrl+s)", id="enqueue", variant="primary", compact=True)
+                yield Button("Save to experiments.toml (ctrl+o)", id="save", compact=True)
 
     def on_mount(self) -> None:
-        self._find_data()
+        self._load_choices()
         self._changed()
         super().on_mount()
 
-    # ------------------------------------------------------------------ data set and its class sizes
-    @work(thread=True, exclusive=True, group="builder-data")
-    def _find_data(self) -> None:
-        demo = reads.demo_choice(self.gapp.workspace)
-        self.post_message(Loaded("builder-data", [demo] if demo else []))
+    # ------------------------------------------------------------------ what there is to choose from
+    @work(thread=True, exclusive=True, group="builder-choices")
+    def _load_choices(self) -> None:
+        from engine.config import read_experiments
 
-    @work(thread=True, exclusive=True, group="builder-sizes")
-    def _load_sizes(self, fmt: str, root: str, seed: int) -> None:
         try:
-            sizes = reads.train_class_sizes(self.gapp.workspace, fmt, root, seed)
-        except (InputError, ValueError) as exc:
-            self.post_message(Loaded("builder-sizes", ((fmt, root, seed), None), error=str(exc)))
+            exps = read_experiments(self.gapp.experiments_file, workspace=self.gapp.workspace)
+        except InputError as exc:
+            self.post_message(Loaded("builder-choices", [], error=str(exc)))
             return
-        self.post_message(Loaded("builder-sizes", ((fmt, root, seed), sizes)))
+        self.post_message(Loaded("builder-choices", exps))
+
+    @work(thread=True, exclusive=True, group="builder-store")
+    def _load_store(self) -> None:
+        ws = self.gapp.workspace
+        if reads.has_store(ws):
+            self.post_message(Loaded("builder-store", (reads.gan_choices(ws), reads.stored_specs(ws))))
+
+    def snapshot_changed(self, snap: Any) -> None:
+        """New runs may be new GANs or pools, and a stored experiment's configurations are those a build joins."""
+        signature = hash(tuple((r.id, r.status) for r in snap.runs))
+        if signature != self._store_signature:
+            self._store_signature = signature
+            self._load_store()
 
     def on_loaded(self, message: Loaded) -> None:
-        if message.topic == "builder-data":
-            self.choices = {c.key: c for c in message.data}
-            select = self.query_one("#data", Select)
-            select.set_options([(c.title, c.key) for c in message.data])
-            if message.data:
-                select.value = message.data[0].key
-            self._data_changed()
-        elif message.topic == "builder-sizes":
-            asked, sizes = message.data
-            data = self._data_config()
-            if data is None or asked != (data["data"]["format"], data["data"]["root"], data["data"]["split_seed"]):
-                return  # an answer for what the fields said before the last keystroke
-            self.sizes, self.sizes_error = sizes, message.error
-            self._changed()
+        if message.topic == "builder-choices":
+            self._set_choices(message.data, message.error)
+        elif message.topic == "builder-store":
+            self._set_gans(*message.data)
+        elif message.topic == "builder-plan":
+            build, planned, sizes = message.data
+            if sizes is not None:
+                self.sizes[sizes[0]] = sizes[1]
+            if build != self._asked:
+                return  # the answer for fields that changed since
+            self.plan, self.plan_error, self.plan_for = planned, message.error, build
+            self._show()
 
-    def _data_config(self) -> dict[str, Any] | None:
-        """The classify config keys of the chosen data set (data, tests), or None when it is incomplete."""
-        key = self.query_one("#data", Select).value
-        if isinstance(key, str) and key in self.choices:
-            cfg = self.choices[key].config
-            return {"data": {**cfg["data"], "split_seed": self._int("#split-seed", 0)}, "tests": cfg["tests"]}
-        root = self.query_one("#root", Input).value.strip()
-        fmt = self.query_one("#format", Select).value
-        if not root or not isinstance(fmt, str):
-            return None
-        return {"data": {"format": fmt, "root": root, "split_seed": self._int("#split-seed", 0)}}
+    def _set_choices(self, exps: list[Experiment], error: str | None) -> None:
+        self.load_error = error
+        self.experiments = {e.name: e for e in exps}
+        template = self.query_one("#template", Select)
+        keep = template.value
+        template.set_options([(f"{e.name} ({len(e.labels)} configurations, {Path(e.source).name})", e.name)
+                              for e in exps])
+        if keep in self.experiments:
+            template.value = keep  # a reload (after a save) keeps the form as it is
+        elif exps:
+            template.value = "demo" if "demo" in self.experiments else exps[0].name
+            self._template_changed()
+        self._changed()
+
+    def _set_gans(self, gans: list[GanChoice], specs: dict[str, dict[str, Any]]) -> None:
+        self.specs = specs
+        gan = self.query_one("#gan", Select)
+        keep = gan.value
+        first = not self.gans
+        self.gans = {g.run_id: g for g in gans}
+        gan.set_options([*((g.title, g.run_id) for g in gans), ("train a new one", NEW_GAN)])
+        trained = [g.run_id for g in gans if g.status == "succeeded"]
+        if first and gans:
+            gan.value = trained[0] if trained else gans[0].run_id
+        else:
+            gan.value = keep if keep in self.gans else NEW_GAN
+        self._changed()
+
+    def _template(self) -> Experiment | None:
+        value = self.query_one("#template", Select).value
+        return self.experiments.get(value) if isinstance(value, str) else None
+
+    def _template_changed(self) -> None:
+        exp = self._template()
+        if exp is None:
+            self._changed()
+            return
+        labels = self.query_one("#labels", SelectionList)
+        labels.clear_options()
+        labels.add_options([(label, label, True) for label in exp.labels])
+        # Data sets: the template's, then every other [data.train] of the file, then a custom one.
+        seen, options = set(), []
+        for e in [exp, *self.experiments.values()]:
+            if e.train is not None and not e.unresolved and (e.train.format, e.train.root) not in seen:
+                seen.add((e.train.format, e.train.root))
+                options.append((f"{e.train.format} {reads.display_path(Path(e.train.root))}"
+                                + (" (this experiment's)" if e is exp else f" (of {e.name})"), json.dumps(
+                                    [e.train.format, e.train.root])))
+        data = self.query_one("#data", Select)
+        data.set_options(options)
+        if options:
+            data.value = options[0][1]
+        tests = self.query_one("#tests", SelectionList)
+        tests.clear_options()
+        tests.add_options([(t, t, True) for t in exp.test_sets])
+        gan = exp.gans.get("sgn") or next(iter(exp.gans.values()), None)
+        if gan is not None:
+            self.query_one("#family", Select).value = gan.family
+            self.query_one("#preset-gan", Select).value = gan.preset
+        self.query_one("#pool", Input).value = str(gan.pool_per_class) if gan and gan.pool_per_class else ""
+        self.query_one("#replicates", Input).value = str(exp.replicates)
+        self._data_changed()
 
     def _data_changed(self) -> None:
         custom = not isinstance(self.query_one("#data", Select).value, str)
         self.set_class(custom, "-custom-data")
         for widget in self.query(".custom Select, .custom Input"):
             widget.disabled = not custom  # hidden fields stay out of the tab order
-        self.sizes, self.sizes_error = None, None
-        data = self._data_config()
-        if data is not None:
-            d = data["data"]
-            self._load_sizes(d["format"], d["root"], d["split_seed"])
         self._changed()
 
-    # ------------------------------------------------------------------ the picks, checked as they change
-    def _int(self, selector: str, default: int) -> int:
+    # ------------------------------------------------------------------ the picks
+    def _int(self, selector: str, default: int | None) -> int | None:
         try:
             return int(self.query_one(selector, Input).value)
         except ValueError:
             return default
 
+    def _whole(self) -> bool:
+        return self.query_one("#what", Select).value == WHOLE
+
+    def _gan(self) -> GanChoice | None:
+        return self.gans.get(str(self.query_one("#gan", Select).value))
+
+    def _family(self) -> str:
+        chosen = self._gan()
+        return chosen.family if chosen else str(self.query_one("#family", Select).value)
+
     def label(self) -> str:
-        return compose_label(self.query_one("#ratio", Input).value, str(self.query_one("#gan", Select).value),
+        return compose_label(self.query_one("#ratio", Input).value, self._family(),
                              str(self.query_one("#sampler", Select).value))
 
     def configuration(self) -> tuple[Configuration | None, str | None]:
@@ -220,84 +355,197 @@ class BuilderScreen(GanaugScreen):
         except ValueError as exc:
             return None, str(exc)
 
-    def blocker(self) -> str | None:
-        """Why the picks cannot be queued now (None: they can)."""
+    def _train(self) -> tuple[str, str, int] | None:
+        """(format, root, split seed) of the chosen data set; None while a custom one is incomplete."""
+        value = self.query_one("#data", Select).value
+        if isinstance(value, str):
+            fmt, root = json.loads(value)
+        else:
+            fmt, root = self.query_one("#format", Select).value, self.query_one("#root", Input).value.strip()
+            if not root or not isinstance(fmt, str):
+                return None
+        return fmt, root, self._int("#split-seed", 0) or 0
+
+    def build(self) -> tuple[Build | None, str | None]:
+        """The experiment the picks stand for, or why there is none (the one line shown)."""
+        exp = self._template()
+        if exp is None:
+            return None, self.load_error or "reading experiments.toml…"
+        replicates = self._int("#replicates", None)
+        if replicates is None or replicates < 1:
+            return None, "replicates must be a positive integer"
+        if self._whole():
+            only = tuple(self.query_one("#labels", SelectionList).selected)
+            if not only:
+                return None, "pick at least one of the experiment's labels"
+            return Build(exp.name, exp.name, (), None if len(only) == len(exp.labels) else only, replicates), None
         conf, error = self.configuration()
         if conf is None:
-            return error
-        if self._int("#replicates", 0) < 1:
-            return "replicates must be a positive integer"
-        if self._data_config() is None:
-            return "name the data set: its format and root folder"
-        if self.sizes_error:
-            return self.sizes_error
-        if conf.ratio.has_synthetic:
-            return (f"{conf.label} needs synthetic images: its GAN, pool and selection are planned by the "
-                    "experiment grid (an experiment of experiments.toml), not queued one run at a time")
-        return None
+            return None, error
+        train = self._train()
+        if train is None:
+            return None, "name the data set: its format and root folder"
+        name = self.query_one("#experiment", Input).value.strip()
+        if not name:
+            return None, "name the experiment it goes into"
+        prior = self.specs.get(name)
+        prior = prior if prior and "groups" in prior else None
+        groups = ({g["name"]: list(g["labels"]) for g in prior["groups"]} if prior else {"baseline": [BASELINE]})
+        if not any(conf.label in labels for labels in groups.values()):
+            groups.setdefault(GROUP, []).append(conf.label)
+        from engine.train.config import TEST_SET_NAMES
 
+        own = TEST_SET_NAMES.get(train[0], train[0])
+        extra = [t for t in self.query_one("#tests", SelectionList).selected if t in exp.test_sets
+                 and t != TEST_SET_NAMES.get(exp.train.format if exp.train else "", "")]
+        overrides = [f"groups={json.dumps(groups)}", f"baseline={json.dumps(prior['baseline'] if prior else BASELINE)}",
+                     f"replicates={replicates}", f"test_sets={json.dumps([own, *extra])}"]
+        if exp.train is None or (train[0], train[1], train[2]) != (exp.train.format, exp.train.root,
+                                                                    exp.train.split_seed):
+            overrides.append(f"data.train={json.dumps({'format': train[0], 'root': train[1], 'split_seed': train[2]})}")
+        chosen = self._gan()
+        if conf.ratio.has_synthetic and conf.gan != "all":
+            tag = TAG_OF[conf.gan]
+            if chosen is not None:
+                spec = chosen.spec
+            else:
+                from dataclasses import replace
+
+                from engine.config import GanSpec
+
+                base = exp.gans.get(tag) or GanSpec(tag, conf.gan)
+                spec = replace(base, preset=str(self.query_one("#preset-gan", Select).value),
+                               pool_per_class=None if base.translation else self._int("#pool", None))
+            overrides.append(f"gans.{tag}={json.dumps(spec.to_table())}")
+        return Build(exp.name, name, tuple(overrides), gan_run=chosen.run_id if chosen else None), None
+
+    def blocker(self) -> str | None:
+        """Why nothing can be queued now (None: the preview's runs can)."""
+        build, why = self.build()
+        if build is None:
+            return why
+        if build != self.plan_for:
+            return "computing the preview…"
+        return self.plan_error
+
+    # ------------------------------------------------------------------ shown as the picks change
     def _changed(self) -> None:
+        self.set_class(self._whole(), "-whole")
+        self.set_class(self._gan() is None, "-new-gan")
         conf, error = self.configuration()
         check = self.query_one("#ratio-check", Static)
         check.set_class(conf is None, "-bad")
         check.update(f"✗ {error}" if conf is None else f"✓ {conf.label}")
+        build, _ = self.build()
+        if build is not None and build != self._asked:
+            self._asked = build
+            self._plan(build)
+        self._show()
+
+    def _show(self) -> None:
+        conf, _ = self.configuration()
+        train = self._train()
+        sizes = self.sizes.get(train) if train else None
         counts = self.query_one("#counts", Static)
-        if conf is not None and self.sizes is not None:
-            counts.update(counts_text(conf, self.sizes))
-        elif self.sizes_error:
-            counts.update(f"class sizes unknown: {self.sizes_error}")
+        build, _ = self.build()
+        if conf is not None and sizes is not None:
+            counts.update(counts_text(conf, sizes))
         else:
-            counts.update("reading the data set's class sizes…" if self._data_config() else "")
+            waiting = conf is not None and train is not None and build is not None and build != self.plan_for
+            counts.update("reading the data set's class sizes…" if waiting else "")
         blocker = self.blocker()
+        if blocker is not None:  # engine lines name absolute paths: the workspace as the status line shows it
+            blocker = blocker.replace(str(self.gapp.workspace), reads.display_path(self.gapp.workspace))
         plan = self.query_one("#plan", Static)
         plan.set_class(blocker is not None, "-blocked")
-        if blocker is None and conf is not None:
-            plan.update(f"enqueue: {self._int('#replicates', 0)} classify run(s) of {conf.label}, replicates "
-                        f"0-{self._int('#replicates', 0) - 1}, experiment "
-                        f"{self.query_one('#experiment', Input).value.strip() or 'builder'!r}")
+        if blocker is None:
+            plan.update(plan_text(self.plan, self.plan_for))  # type: ignore[arg-type]
         else:
-            plan.update(f"cannot enqueue: {blocker}")
+            plan.update(f"cannot enqueue: {blocker}" if blocker != "computing the preview…" else blocker)
         self.query_one("#enqueue", Button).disabled = blocker is not None
-        self.set_class(self.query_one("#protocol", Select).value == "paper", "-paper")
+        self.query_one("#save", Button).disabled = blocker is not None or self._whole()
+
+    @work(thread=True, exclusive=True, group="builder-plan")
+    def _plan(self, build: Build) -> None:
+        """``engine.grid.preview`` of the build (and its data's class sizes, for the live counts)."""
+        from engine import grid
+
+        worker = get_current_worker()
+        sizes = None
+        try:
+            exp = build.experiment(self.gapp.workspace, self.gapp.experiments_file)
+            if exp.train is not None and not exp.unresolved:
+                sizes = ((exp.train.format, exp.train.root, exp.train.split_seed),
+                         grid.data_sizes(exp, self.gapp.workspace))
+            planned = grid.preview(self.gapp.workspace, exp, only=list(build.only) if build.only else None,
+                                   replicates=build.replicates)
+        except (InputError, OSError) as exc:
+            if not worker.is_cancelled:
+                self.post_message(Loaded("builder-plan", (build, None, sizes), error=str(exc)))
+            return
+        if not worker.is_cancelled:
+            self.post_message(Loaded("builder-plan", (build, planned, sizes)))
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id in ("root", "split-seed"):
-            self._data_changed()
-        else:
-            self._changed()
+        self._changed()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "preset" and isinstance(event.value, str):
             self.query_one("#ratio", Input).value = event.value
-        elif event.select.id in ("data", "format"):
+        elif event.select.id == "template":
+            self._template_changed()
+        elif event.select.id == "data":
             self._data_changed()
         else:
             self._changed()
 
-    # ------------------------------------------------------------------ enqueue
-    def _protocol(self) -> dict[str, Any]:
-        from engine.demo import demo_protocol
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self._changed()
 
-        if self.query_one("#protocol", Select).value == "demo":
-            return demo_protocol()
-        weights = self.query_one("#weights", Input).value.strip()
-        return {"model": {"weights": weights}} if weights else {}
-
+    # ------------------------------------------------------------------ actions
     def action_enqueue(self) -> None:
+        build, _ = self.build()
         blocker = self.blocker()
-        conf, _ = self.configuration()
-        data = self._data_config()
-        if blocker is not None or conf is None or data is None:
+        if build is None or blocker is not None:
             self.notify(f"cannot enqueue: {blocker}", severity="error")
             return
-        experiment = self.query_one("#experiment", Input).value.strip() or "builder"
-        self.notify(f"checking and queueing {conf.label}…")
-        self.gapp.act(actions.enqueue_real_only, experiment, conf.label, {**data, **self._protocol()},
-                      self._int("#replicates", 1), read_only=self.gapp.read_only)
+        self.notify(f"queueing {build.name}…")
+        self.gapp.act(actions.enqueue_build, build, self.gapp.experiments_file, read_only=self.gapp.read_only)
+
+    def action_save(self, overwrite: bool = False) -> None:
+        build, _ = self.build()
+        if build is None or self.blocker() is not None or self._whole():
+            self.notify("nothing to save: build a configuration first" if self._whole() else
+                        f"cannot save: {self.blocker()}", severity="error")
+            return
+        if not overwrite and build.name in self.experiments:
+            self.app.push_screen(
+                Confirm("Replace an experiment?", f"experiments.toml already has an experiment {build.name!r}.\n"
+                        "Saving replaces its table with this one.", yes="Replace it", no="Keep it"),
+                lambda yes: yes and self.action_save(overwrite=True))
+            return
+        self._save(build, overwrite)
+
+    @work(thread=True, group="actions")
+    def _save(self, build: Build, overwrite: bool) -> None:
+        from engine.config import save_experiment
+
+        try:
+            path = save_experiment(build.template, build.name, build.overrides, file=self.gapp.experiments_file,
+                                   overwrite=overwrite)
+        except InputError as exc:
+            self.post_message(ActionDone(str(exc), ok=False))
+            return
+        self.post_message(ActionDone(f"saved experiment {build.name!r} into {path}; `ganaug run {build.name}` "
+                                     "runs it"))
+        self._load_choices()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "enqueue":
             self.action_enqueue()
+        elif event.button.id == "save":
+            self.action_save()
 
     def action_leave_field(self) -> None:
         self.set_focus(None)
+
