@@ -250,7 +250,13 @@ class PreviewScreen(GanaugScreen):
             self.query_one(f"#title-{name}", Static).update(f"{name} ({pool.per_class[name]:,} in the pool)")
 
     def _set_image(self, selector: str, image: Any) -> None:
-        self.query_one(selector).image = image  # type: ignore[attr-defined]
+        widget = self.query_one(selector)
+        widget.image = image  # type: ignore[attr-defined]
+        # The picture's height follows its width and image: its auto-height parents must be measured again too.
+        for node in widget.ancestors_with_self:
+            if node is self:
+                break
+            node.refresh(layout=True)
 
     def _show_frame(self) -> None:
         frames = self.frames
@@ -317,4 +323,6 @@ class PreviewScreen(GanaugScreen):
             self._load()
 
     def action_choose_source(self) -> None:
-        self.query_one("#source", Select).focus()
+        source = self.query_one("#source", Select)
+        source.focus()
+        source.action_show_overlay()  # the list opens at once: ↑/↓ and enter pick, esc keeps the current one
