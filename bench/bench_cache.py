@@ -46,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--size", default="1024x768")
+    ap.add_argument("--device", default="cpu", help="accepted for uniformity; decoding and caching are CPU work")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:

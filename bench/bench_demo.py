@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-train", type=int, default=DEMO_DEFAULTS["n_train"])
     ap.add_argument("--res", type=int, default=DEMO_DEFAULTS["res"])
+    ap.add_argument("--device", default="cpu", help="accepted for uniformity; rendering the demo data is CPU work")
     args = ap.parse_args()
     bench_render(args.res)
     bench_generate(args.res, args.n_train)

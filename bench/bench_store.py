@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--engine-runs", type=int, default=20)
+    ap.add_argument("--device", default="cpu", help="accepted for uniformity; the store and the engine use no device")
     args = ap.parse_args()
     print(f"bench_store: {os.cpu_count()} CPU(s), python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="ganaug-bench-") as tmp:
