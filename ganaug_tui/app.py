@@ -21,7 +21,6 @@ from engine.errors import InputError, RunFailed
 from ganaug_tui import reads
 from ganaug_tui.messages import ActionDone, SnapshotLoaded
 from ganaug_tui.palette import ScreenCommands
-from ganaug_tui.results_source import ResultsSource, RunAucs
 from ganaug_tui.screens.builder import BuilderScreen
 from ganaug_tui.screens.live import LiveScreen
 from ganaug_tui.screens.preview import PreviewScreen
@@ -49,9 +48,6 @@ class GanaugApp(App[None]):
         Binding("p", "toggle_queue", "Pause queue", id="queue.toggle",
                 tooltip="Stop or allow starting new runs; running ones go on"),
     ]
-
-    # Where the Results screen gets its numbers (see ganaug_tui.results_source).
-    results_source: Callable[[Path], ResultsSource] = RunAucs
 
     snapshot: reactive[reads.Snapshot | None] = reactive(None, always_update=True)
     selected_run: reactive[str | None] = reactive(None)
