@@ -35,7 +35,7 @@ class QueueScreen(GanaugScreen):
                 tooltip="Start the selected run sooner"),
         Binding("minus", "priority(-1)", "Priority -1", id="run.priority_down", show=False,
                 tooltip="Start the selected run later"),
-        Binding("x", "experiment", "Experiment…", id="experiment.act",
+        Binding("x", "experiment", "Experiment", id="experiment.act",
                 tooltip="Cancel, retry, pause or resume the selected run's whole experiment or label"),
         Binding("e", "engine", "Engine", id="engine.toggle",
                 tooltip="Start the engine (it outlives this UI), or stop it (asks first)"),
@@ -231,7 +231,7 @@ class ExperimentActions(ModalScreen[tuple[str, str | None] | None]):
                                    background: $surface; padding: 1 2; }
     ExperimentActions #scope { text-style: bold; margin-bottom: 1; }
     ExperimentActions Horizontal { height: auto; margin-top: 1; }
-    ExperimentActions Button { margin-right: 1; min-width: 10; }
+    ExperimentActions Button { margin-right: 1; min-width: 8; }
     """
 
     def __init__(self, experiment: str, label: str | None) -> None:
@@ -249,7 +249,7 @@ class ExperimentActions(ModalScreen[tuple[str, str | None] | None]):
                 for action, key in (("cancel", "c"), ("retry", "t"), ("pause", "s"), ("resume", "u")):
                     yield Button(f"{action.capitalize()} ({key})", id=action,
                                  variant="error" if action == "cancel" else "default")
-                yield Button("Label/experiment (l)", id="scope-toggle", disabled=self.label is None)
+                yield Button("Scope (l)", id="scope-toggle", disabled=self.label is None)
 
     def on_mount(self) -> None:
         self._show_scope()

@@ -92,6 +92,7 @@ class ResultsTable(VirtualTable[dict[str, str]]):
         widths = {k: max([len(title), *(len(r[k]) for r in rows)]) for k, title, _ in DISPLAY_COLUMNS}
         self.columns = tuple(Column(k, title, widths[k], COLUMN_PRIORITY[k], flex=1 if k == "label" else 0,
                                     right=right) for k, title, right in DISPLAY_COLUMNS)
+        self.styles.height = len(rows) + 1  # what it needs (up to its max-height): the box-plots get the rest
         self.set_rows(rows)
 
 
@@ -165,8 +166,8 @@ class ResultsScreen(GanaugScreen):
     ResultsScreen #bar Select { width: 1fr; max-width: 32; margin-right: 1; }
     ResultsScreen #state { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
     ResultsScreen #state.-error { color: $error; }
-    ResultsScreen #plot { height: 1fr; min-height: 6; }
-    ResultsScreen #table { height: 1fr; min-height: 4; }
+    ResultsScreen #plot { height: 1fr; min-height: 8; }
+    ResultsScreen #table { height: 1fr; max-height: 60%; min-height: 3; }
     ResultsScreen #detail { height: 1; padding: 0 1; color: $text-muted; }
     """
 
@@ -310,10 +311,11 @@ class ResultsScreen(GanaugScreen):
             rows = [r for r in rows if r["label"] in keep]
         self.query_one(ResultsTable).show(rows)
         self._draw_plot(res, ts, group)
-        runs = res.aucs["run_id"].nunique()
-        self._state(f"{res.experiment.name} · {ts} · {runs} scored run(s), {res.experiment.replicates} replicate(s) "
-                    f"per configuration · paired with each group's baseline · 95 % CI: {res.n_boot:,} bootstrap "
-                    f"resamples (seed {res.seed}) · p Holm-adjusted per group · {len(res.missing)} missing")
+        # 4 rows per box at most, as `ganaug results --plot` draws them: a few boxes do not fill a tall terminal
+        self.query_one("#plot").styles.max_height = 4 * len(rows) + 5
+        self._state(f"{res.aucs['run_id'].nunique()} runs scored · {res.experiment.replicates} replicates · ΔAUC "
+                    f"paired with the group's baseline, 95 % CI of {res.n_boot:,} bootstrap resamples · p "
+                    f"Holm-adjusted per group · {len(res.missing)} missing")
         self._apply_view()
         self._show_detail()
 

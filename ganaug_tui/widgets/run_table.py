@@ -29,7 +29,9 @@ COLUMNS = (
 class RunTable(VirtualTable[st.Run]):
     """One row per run, keyed by run id; ``now`` (the snapshot's time) drives elapsed time and ETA."""
 
-    BINDINGS = [Binding("enter", "choose", "Open", id="runs.open", tooltip="Open the run on the Live screen")]
+    # Enter is what anyone tries on a row: the footer's room at 80 columns goes to the commands.
+    BINDINGS = [Binding("enter", "choose", "Open", id="runs.open", show=False,
+                        tooltip="Open the run on the Live screen")]
     COMPONENT_CLASSES = {*(f"run-table--{s}" for s in st.STATES)}
     DEFAULT_CSS = """
     RunTable > .run-table--queued { color: $secondary; }
