@@ -142,7 +142,7 @@ class ExportDialog(ModalScreen[Path | None]):
 
 
 class ResultsScreen(GanaugScreen):
-    AUTO_FOCUS = ""  # keys 1-5 and the screen's own keys work on arrival; f reaches the pickers
+    AUTO_FOCUS = "ResultsTable"  # arrows move through the rows at once (the table takes neither 1-5 nor x/s/g)
     MODE = "results"
     BINDINGS = [
         Binding("x", "cycle('experiment', 1)", "Experiment", id="results.experiment",
@@ -295,6 +295,8 @@ class ResultsScreen(GanaugScreen):
         if answer.results is None:
             self._state(answer.error or "cannot analyse this experiment", error=True)
             self._clear()
+            self._fill("#test-set", [], None)  # nothing of another experiment's stays on show
+            self._fill("#group", [], None)
             return
         res = answer.results
         ts = answer.test_set
@@ -390,11 +392,16 @@ class ResultsScreen(GanaugScreen):
         if experiment is None or self._shown is None:
             self.notify("nothing to export: pick an experiment that can be analysed", severity="warning")
             return
-        self.app.push_screen(ExportDialog(experiment, self._default_folder(experiment)),
-                             lambda out: out is not None and self.gapp.act(actions.export_results, experiment, out))
+        def export(out: Path | None) -> None:
+            if out is not None:
+                self.notify(f"exporting {experiment} to {out}…", timeout=3)
+                self.gapp.act(actions.export_results, experiment, out)
+
+        self.app.push_screen(ExportDialog(experiment, self._default_folder(experiment)), export)
 
     def _default_folder(self, experiment: str) -> Path:
-        """Beside the run store when it may be written to, else under the working directory (an offline copy)."""
+        """``<workspace>/results/<experiment>``, where ``ganaug demo`` writes its results; for a read-only store (an
+        offline copy) the same under the working directory."""
         base = self.gapp.workspace if not self.gapp.read_only else Path.cwd()
         return Path(display_path(base / "results" / experiment))
 
