@@ -19,8 +19,10 @@ from typing import Any
 from engine import store as st
 from engine.errors import InputError
 
-ACTIONS = ("cancel", "retry", "rm", "priority")
+ACTIONS = ("cancel", "retry", "rm", "priority", "pause", "resume")
+OWN_RUNS_ONLY = ("cancel", "rm", "pause")  # actions that would stop other labels' work on a shared run
 CANCELLABLE = (st.QUEUED, st.BLOCKED, st.INTERRUPTED, *st.ACTIVE)
+PAUSABLE = (st.QUEUED, st.BLOCKED, st.RUNNING)
 # Per-run files an export leaves out: resume and model checkpoints, and the pools' images.
 EXPORT_SKIP = ("checkpoints", "pool")
 
@@ -51,12 +53,13 @@ def _check_named(store: st.Store, experiment: str, label: str | None) -> list[tu
 
 
 def experiment_runs(store: st.Store, experiment: str, label: str | None, action: str) -> Chosen:
-    """The runs ``action`` (:data:`ACTIONS`) applies to for ``experiment`` / ``label``: for cancel and rm those no
-    other label or experiment uses; for retry and priority those named plus every run they wait for."""
+    """The runs ``action`` (:data:`ACTIONS`) applies to for ``experiment`` / ``label``: for cancel, pause and rm
+    those no other label or experiment uses; for retry, resume and priority those named plus every run they wait
+    for."""
     if action not in ACTIONS:
         raise ValueError(action)
     named = {run_id for _e, _l, run_id in _check_named(store, experiment, label)}
-    if action in ("cancel", "rm"):
+    if action in OWN_RUNS_ONLY:
         others = {run_id for e, lab, run_id in store.run_labels()
                   if run_id in named and (e != experiment or (label is not None and lab != label))}
         runs = store.get_runs(sorted(named - others))
@@ -72,11 +75,13 @@ def experiment_runs(store: st.Store, experiment: str, label: str | None, action:
 
 def act_on_experiment(store: st.Store, experiment: str, label: str | None, action: str, *,
                       priority: int = 0, restart: bool = False,
-                      cancel: Callable[[st.Store, Sequence[str]], list[tuple[st.Run, str]]] | None = None
+                      cancel: Callable[[st.Store, Sequence[str]], list[tuple[st.Run, str]]] | None = None,
+                      pause: Callable[[st.Store, Sequence[str], bool], list[tuple[st.Run, str]]] | None = None,
                       ) -> tuple[list[tuple[str, str]], list[st.Run]]:
     """Do ``action`` on the runs of an experiment or label (:func:`experiment_runs`), all or nothing (one line
-    when nothing applies); ``(run id, what happened)`` each, and the shared runs left alone. ``cancel``: the
-    cancel that also signals running processes (``engine.runner.control.cancel_runs``)."""
+    when nothing applies); ``(run id, what happened)`` each, and the shared runs left alone. ``cancel`` and
+    ``pause``: the versions that also signal running processes (``engine.runner.control.cancel_runs`` and
+    ``pause_runs``; the store's own only record the intent)."""
     chosen = experiment_runs(store, experiment, label, action)
     what = f"experiment {experiment!r}" + (f" label {label!r}" if label else "")
     if action == "cancel":
@@ -91,6 +96,13 @@ def act_on_experiment(store: st.Store, experiment: str, label: str | None, actio
         if not todo:
             raise InputError(f"{what}: nothing to retry (no run failed, was cancelled or interrupted)")
         return [(run.id, new) for run, new in store.retry_runs(todo, restart=restart)], []
+    if action in ("pause", "resume"):
+        todo = [r.id for r in chosen.runs if r.status in (PAUSABLE if action == "pause" else (st.PAUSED,))]
+        if not todo:
+            raise InputError(f"{what}: nothing to {action} (" + ("no run of its own is waiting or running" if
+                             action == "pause" else "no run of it, nor any it waits for, is paused") + ")")
+        done = (pause or (lambda s, ids, p: s.pause_runs(ids, p)))(store, todo, action == "pause")
+        return [(run.id, new) for run, new in done], chosen.kept
     if action == "priority":
         todo = [r.id for r in chosen.runs if r.status not in st.TERMINAL]
         if not todo:

@@ -102,3 +102,34 @@ def enqueue_build(workspace: Path, build: Any, file: Path | None, read_only: boo
                           only=list(build.only) if build.only else None, replicates=build.replicates)
     return (f"{build.name}: queued {len(sub.created)} new run(s), re-queued {len(sub.requeued)}, reused "
             f"{len(sub.reused) - len(sub.requeued)}" + (_engine_note(workspace) if sub.created or sub.requeued else ""))
+
+
+def export_results(workspace: Path, experiment: str, out: Path) -> str:
+    """``ganaug results EXPERIMENT --out OUT``'s files (``engine.analysis.write_files``): the table as CSV and the
+    box-plots as PNG and SVG. Reads the store only, so it works on a read-only copy too."""
+    from engine.analysis import analyse, write_files
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; nothing written")
+    with st.open_store(workspace, readonly=True, create=False) as store:
+        res = analyse(store, experiment)
+    files = write_files(res, out)
+    return f"{experiment}: wrote {len(files)} files to {out.resolve()} ({', '.join(f.name for f in files[:3])}, …)"
+
+
+def act_on_experiment(workspace: Path, experiment: str, label: str | None, action: str,
+                      read_only: bool = False) -> str:
+    """``ganaug runs cancel|retry|pause|resume --experiment E [--label L]``: the engine's housekeeping
+    (``engine.workspace.act_on_experiment``), with the process signals of ``engine.runner.control``."""
+    from collections import Counter
+
+    from engine.workspace import act_on_experiment as act
+
+    with _writer(workspace, read_only) as store:
+        done, kept = act(store, experiment, label, action, cancel=control.cancel_runs, pause=control.pause_runs)
+    states = Counter(new for _, new in done)
+    line = (f"{experiment}" + (f" / {label}" if label else "") + f": {action}: "
+            + ", ".join(f"{n} {state}" for state, n in states.items()))
+    if kept:
+        line += f"; {len(kept)} run(s) other labels or experiments share were left alone"
+    return line + (_engine_note(workspace) if states.get(st.QUEUED) else "")

@@ -21,7 +21,6 @@ from engine.errors import InputError, RunFailed
 from ganaug_tui import reads
 from ganaug_tui.messages import ActionDone, SnapshotLoaded
 from ganaug_tui.palette import ScreenCommands
-from ganaug_tui.results_source import ResultsSource, RunAucs
 from ganaug_tui.screens.builder import BuilderScreen
 from ganaug_tui.screens.live import LiveScreen
 from ganaug_tui.screens.preview import PreviewScreen
@@ -49,9 +48,6 @@ class GanaugApp(App[None]):
         Binding("p", "toggle_queue", "Pause queue", id="queue.toggle",
                 tooltip="Stop or allow starting new runs; running ones go on"),
     ]
-
-    # Where the Results screen gets its numbers (see ganaug_tui.results_source).
-    results_source: Callable[[Path], ResultsSource] = RunAucs
 
     snapshot: reactive[reads.Snapshot | None] = reactive(None, always_update=True)
     selected_run: reactive[str | None] = reactive(None)
@@ -98,10 +94,21 @@ class GanaugApp(App[None]):
             self.post_message(ActionDone(str(exc), ok=False))
 
     def on_snapshot_loaded(self, message: SnapshotLoaded) -> None:
+        if self.snapshot is None:
+            self._warm_up()
         self.rates.update(message.snapshot.runs)
         self.snapshot = message.snapshot
         if self.selected_run is None and message.snapshot.runs:
             self.selected_run = _most_interesting(message.snapshot.runs)
+
+    @work(thread=True, group="warm-up")
+    def _warm_up(self) -> None:
+        """Import what the Results screen's analysis needs (scipy's statistics alone take ~0.4 s) while the user
+        looks at the first screen, so opening Results pays for the analysis only."""
+        import scipy.stats  # noqa: F401
+
+        import engine.analysis  # noqa: F401
+        import engine.train.config  # noqa: F401
 
     def act(self, fn: Callable[..., str], *args: Any, **kwargs: Any) -> None:
         """Run a store command (``ganaug_tui.actions``) in a thread; its line comes back as a notification."""

@@ -291,6 +291,15 @@ def test_actions_on_an_experiment_or_label_leave_shared_runs_alone(demo_data, tm
         assert {s.get_run(rid).priority for rid, _ in done} == {5}
         baseline0 = ids[planned.runs[0].index]
         assert baseline0 in {rid for rid, _ in done}  # its helper (the baseline's replicate 0) comes first
+        # pause holds only the label's own runs; resume also lets go what it waits for
+        done, kept = act_on_experiment(s, "demo", "1:1/2 div", "pause")
+        assert sorted(rid for rid, _ in done) == sorted(div) and {new for _, new in done} == {st.PAUSED}
+        assert {r.id for r in kept} == shared and st.PAUSED not in {s.get_run(r).status for r in shared}
+        s.pause_runs([gan := ids[next(r.index for r in planned.runs if r.kind == "gan-train")]], True)
+        done, _ = act_on_experiment(s, "demo", "1:1/2 div", "resume")
+        assert sorted(rid for rid, _ in done) == sorted([*div, gan]) and st.PAUSED not in {n for _, n in done}
+        with pytest.raises(InputError, match="nothing to resume"):
+            act_on_experiment(s, "demo", "1:1/2 div", "resume")
         done, kept = act_on_experiment(s, "demo", "1:1/2 div", "rm")
         assert sorted(rid for rid, _ in done) == sorted(div) and not any(s.run_dir(r).exists() for r in div)
         assert "1:1/2 div" not in {lab for _, lab, _ in s.run_labels("demo")}

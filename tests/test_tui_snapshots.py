@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui_fixtures import NOW, make_workspace
+from tui_fixtures import NOW, add_results_experiments, make_workspace
 
 from ganaug_tui.app import GanaugApp
 
@@ -23,11 +23,22 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     return ws, make_workspace(ws)
 
 
+@pytest.fixture(scope="module")
+def made_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The same runs and two submitted experiments with AUCs to analyse (the Results screen's)."""
+    ws = tmp_path_factory.mktemp("snapshots-results") / "runs"
+    ids = make_workspace(ws)
+    add_results_experiments(ws)
+    return ws, ids
+
+
 @pytest.fixture
-def workspace(made, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
-    monkeypatch.chdir(made[0].parent)  # the status line shows the workspace as "runs"
+def workspace(made, made_results, request: pytest.FixtureRequest,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
+    chosen = made_results if request.node.callspec.params.get("screen") == "results" else made
+    monkeypatch.chdir(chosen[0].parent)  # the status line shows the workspace as "runs"
     monkeypatch.setenv("GANAUG_TUI_IMAGES", "halfcell")
-    return made
+    return chosen
 
 
 def _before(key: str | None, run: str | None = None):

@@ -142,3 +142,69 @@ def _fill(ws: Path, clock: _Clock) -> dict[str, str]:
                                       experiment="augmentation")
     store.close()
     return ids
+
+
+# ------------------------------------------------------------------------------------------ results
+RESULTS_TOML = """[data.train]
+format = "isic2019"
+root = "/d/train"
+[data.tests.isic20]
+format = "isic2020"
+root = "/d/isic20"
+[data.tests.dermofit]
+format = "dermofit"
+root = "/d/dermofit"
+[gans.sgn]
+family = "stylegan2"
+[[experiment]]
+name = "paper-mini"
+baseline = "1:0"
+replicates = 6
+[experiment.groups]
+augmentation = ["1:0", "1:1/2", "1:1 bst"]
+anonymization = ["1/2:0", "1/2:1/2 div"]
+[[experiment]]
+name = "mismatch"
+baseline = "1:0"
+replicates = 2
+[experiment.groups]
+g = ["1:0", "1:1/2"]
+"""
+# Per label: the AUC offset from the baseline's replicate k (so the paired statistics have something to find).
+RESULTS_EFFECT = {"1:0": 0.0, "1:1/2": 0.012, "1:1 bst": -0.002, "1/2:0": -0.03, "1/2:1/2 div": -0.05}
+RESULTS_FAILED = ("1:1 bst", 5)  # one replicate failed: its pair is dropped and listed as missing
+
+
+def add_results_experiments(ws: Path) -> None:
+    """Two submitted experiments of classify runs with ``auc/<test set>`` metrics, as the grid and the classify
+    kind record them: ``paper-mini`` (2 groups, 5 labels x 6 replicates, 2 test sets, one failed replicate) and
+    ``mismatch`` (one replicate trained under another seed: the analysis refuses to compare it)."""
+    from engine.config import parse_experiments
+
+    clock = _Clock()
+    clock.now = T0 + 2400
+    saved = core.time
+    core.time = clock  # type: ignore[assignment]
+    rng = np.random.default_rng(7)
+    base_auc = {ts: 0.80 + 0.02 * rng.standard_normal(6) for ts in ("isic19", "isic20", "dermofit")}
+    config = {"data": {"format": "isic2019", "root": "/d/train"}, "model": {"name": "test_resnet"}}
+    try:
+        with st.open_store(ws) as store:
+            for exp in parse_experiments(RESULTS_TOML, Path("experiments.toml")):
+                store.set_experiment(exp.name, exp.to_spec())
+                keys = [(label, k) for label in exp.labels for k in range(exp.replicates)]
+                ids = store.create_runs([st.NewRun("classify", {**config, "replicate": k, "seed": 7 if (
+                    exp.name == "mismatch" and (label, k) == ("1:1/2", 1)) else 0}, label=label, experiment=exp.name)
+                    for label, k in keys])
+                for (label, k), run_id in zip(keys, ids, strict=True):
+                    clock.now += 10
+                    store.claim(run_id, slot="cpu0", engine_pid=None)
+                    if exp.name == "paper-mini" and (label, k) == RESULTS_FAILED:
+                        store.finish(run_id, st.FAILED, "RuntimeError: CUDA out of memory")
+                        continue
+                    noise = [0.003 * ((k * 7 + len(label) * 3 + i) % 5 - 2) for i in range(len(base_auc))]
+                    store.write_metrics(run_id, [(f"auc/{ts}", 0, round(float(v[k]) + RESULTS_EFFECT[label] + e, 4),
+                                                  0.0) for (ts, v), e in zip(base_auc.items(), noise, strict=True)])
+                    store.finish(run_id, st.SUCCEEDED)
+    finally:
+        core.time = saved

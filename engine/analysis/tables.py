@@ -33,6 +33,36 @@ def results_table(experiment_name: str, summary: pd.DataFrame, comparisons: pd.D
     return table[TABLE_COLUMNS]
 
 
+# What a reader sees of one test set's rows, in ``ganaug results`` and the TUI's Results screen alike:
+# (key, title, right-aligned) per column of :func:`display_rows`.
+DISPLAY_COLUMNS = (("group", "group", False), ("label", "configuration", False), ("n", "n", True),
+                   ("mean", "mean ± sd", True), ("median", "median [q1, q3]", True), ("range", "min – max", True),
+                   ("delta", "ΔAUC [95 % CI]", True), ("pairs", "pairs", True), ("test", "test", False),
+                   ("p", "p (Holm)", True), ("verdict", "verdict", False))
+
+
+def display_rows(table: pd.DataFrame, test_set: str) -> list[dict[str, str]]:
+    """One test set's rows of :func:`results_table` as formatted cells keyed by :data:`DISPLAY_COLUMNS`: three
+    decimals, a dash for an undefined statistic, the comparison cells blank on a group's own baseline row."""
+    out = []
+    for r in table[table["test_set"] == test_set].itertuples():
+        if r.verdict == BASELINE:
+            delta, pairs, test, p = f"baseline of {r.group}", "", "", ""
+        else:
+            delta = f"{fmt(r.mean_delta, '+.3f')} [{fmt(r.ci_low, '+.3f')}, {fmt(r.ci_high, '+.3f')}]"
+            pairs = str(r.n_pairs) + (f" (no pair: {' '.join(map(str, r.dropped))})" if r.dropped else "")
+            test, p = r.test, fmt(r.p_holm, ".3g")
+        out.append({"group": r.group, "label": r.label, "n": str(r.n), "mean": f"{fmt(r.mean)} ± {fmt(r.sd)}",
+                    "median": f"{fmt(r.median)} [{fmt(r.q1)}, {fmt(r.q3)}]", "range": f"{fmt(r.min)} – {fmt(r.max)}",
+                    "delta": delta, "pairs": pairs, "test": test, "p": p, "verdict": r.verdict})
+    return out
+
+
+def fmt(x: Any, spec: str = ".3f") -> str:
+    """A number for a table; an undefined statistic (NaN/NA: too few pairs, no data) is a dash."""
+    return "–" if pd.isna(x) else format(x, spec)
+
+
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows: NaN/NA become null, numpy scalars plain Python."""
     out = []

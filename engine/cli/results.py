@@ -10,7 +10,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -115,28 +115,14 @@ def rich_table(res: Results, test_set: str) -> Table:
     from rich.markup import escape
     from rich.table import Table
 
+    from engine.analysis.tables import DISPLAY_COLUMNS, display_rows
+
     t = Table(title=escape(f"{res.experiment.name} · {test_set} · AUC"), title_justify="left")
-    for col, just in (("group", "left"), ("configuration", "left"), ("n", "right"), ("mean ± sd", "right"),
-                      ("median [q1, q3]", "right"), ("min – max", "right"), ("ΔAUC [95 % CI]", "right"),
-                      ("pairs", "right"), ("test", "left"), ("p (Holm)", "right"), ("verdict", "left")):
-        t.add_column(escape(col), justify=just)  # type: ignore[arg-type]
+    for _key, title, right in DISPLAY_COLUMNS:
+        t.add_column(escape(title), justify="right" if right else "left")
     order = {g: i for i, (g, _) in enumerate(res.experiment.groups)}
-    for r in res.table[res.table["test_set"] == test_set].itertuples():
-        if r.verdict == "baseline":
-            delta, pairs, test, p = f"baseline of {r.group}", "", "", ""
-        else:
-            delta = f"{_f(r.mean_delta, '+.3f')} [{_f(r.ci_low, '+.3f')}, {_f(r.ci_high, '+.3f')}]"
-            pairs = str(r.n_pairs) + (f" (no pair: {' '.join(map(str, r.dropped))})" if r.dropped else "")
-            test, p = r.test, _f(r.p_holm, ".3g")
-        cells = [r.group, r.label, str(r.n), f"{_f(r.mean)} ± {_f(r.sd)}", f"{_f(r.median)} [{_f(r.q1)}, {_f(r.q3)}]",
-                 f"{_f(r.min)} – {_f(r.max)}", delta, pairs, test, p]
-        t.add_row(*map(escape, cells), f"[{_VERDICT_STYLE[r.verdict]}]{r.verdict}[/]",
-                  style=_GROUP_STYLE[order[r.group] % 2])
+    for row in display_rows(res.table, test_set):
+        cells = [escape(row[key]) for key, _, _ in DISPLAY_COLUMNS[:-1]]
+        t.add_row(*cells, f"[{_VERDICT_STYLE[row['verdict']]}]{row['verdict']}[/]",
+                  style=_GROUP_STYLE[order[row['group']] % 2])
     return t
-
-
-def _f(x: Any, spec: str = ".3f") -> str:
-    """A number for the table; an undefined statistic (NaN/NA: too few pairs, no data) is a dash."""
-    import pandas as pd
-
-    return "–" if pd.isna(x) else format(x, spec)

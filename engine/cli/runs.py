@@ -177,8 +177,9 @@ def _print_from(path: Path, pos: int) -> int:
 
 
 ExperimentOpt = Annotated[str | None, typer.Option("--experiment", "-e", help="Every run of this experiment "
-                                                   "instead of ids (cancel and rm: those no other experiment or label "
-                                                   "shares; retry and priority: also the runs they wait for).")]
+                                                   "instead of ids (cancel, pause and rm: those no other experiment or "
+                                                   "label shares; retry, resume and priority: also the runs they wait "
+                                                   "for).")]
 LabelOpt = Annotated[str | None, typer.Option("--label", "-l", help="With --experiment: only this label's runs.")]
 OptionalRunIds = Annotated[list[str] | None, typer.Argument(help="Run ids, or any unambiguous part of one; or "
                                                                  "--experiment NAME [--label L].")]
@@ -274,18 +275,30 @@ def runs_priority(
 
 
 @runs_app.command("pause")
-def runs_pause(run_ids: RunIds, workspace: Workspace = None) -> None:
-    """Hold waiting runs; suspend running ones (SIGSTOP) until `ganaug runs resume`."""
+def runs_pause(run_ids: OptionalRunIds = None, experiment: ExperimentOpt = None, label: LabelOpt = None,
+               workspace: Workspace = None) -> None:
+    """Hold waiting runs; suspend running ones (SIGSTOP) until `ganaug runs resume`. With --experiment, the runs
+    no other experiment or label shares."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for run, _new in pause_runs(store, run_ids, True):
+        if by_exp:
+            _experiment_action(store, experiment, label, "pause", pause=pause_runs)  # type: ignore[arg-type]
+            return
+        for run, _new in pause_runs(store, run_ids or [], True):
             _err(f"{run.id}: paused")
 
 
 @runs_app.command("resume")
-def runs_resume(run_ids: RunIds, workspace: Workspace = None) -> None:
-    """Undo `ganaug runs pause`: held runs wait again, suspended ones continue (SIGCONT)."""
+def runs_resume(run_ids: OptionalRunIds = None, experiment: ExperimentOpt = None, label: LabelOpt = None,
+                workspace: Workspace = None) -> None:
+    """Undo `ganaug runs pause`: held runs wait again, suspended ones continue (SIGCONT). With --experiment, also
+    the paused runs it waits for."""
+    by_exp = _by_experiment(run_ids, experiment, label)
     with _store(workspace) as store:
-        for run, new in pause_runs(store, run_ids, False):
+        if by_exp:
+            _experiment_action(store, experiment, label, "resume", pause=pause_runs)  # type: ignore[arg-type]
+            return
+        for run, new in pause_runs(store, run_ids or [], False):
             _err(f"{run.id}: {new}")
 
 

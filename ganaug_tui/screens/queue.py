@@ -1,12 +1,15 @@
-"""Queue: every run with its state, progress, ETA, slot, attempt, experiment and label; filters; the commands
-on a run (cancel, retry, pause/resume, priority), on the queue, and starting or stopping the engine."""
+"""Queue: every run with its state, progress, ETA, slot, executor and job, attempt, experiment and label;
+filters; the commands on a run (cancel, retry, pause/resume, priority), on a whole experiment or label (the
+engine's housekeeping, like ``ganaug runs ... --experiment E [--label L]``), on the queue, and starting or
+stopping the engine."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import Select, Static
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Select, Static
 
 from engine import store as st
 from ganaug_tui import actions
@@ -32,6 +35,8 @@ class QueueScreen(GanaugScreen):
                 tooltip="Start the selected run sooner"),
         Binding("minus", "priority(-1)", "Priority -1", id="run.priority_down", show=False,
                 tooltip="Start the selected run later"),
+        Binding("x", "experiment", "Experiment", id="experiment.act",
+                tooltip="Cancel, retry, pause or resume the selected run's whole experiment or label"),
         Binding("e", "engine", "Engine", id="engine.toggle",
                 tooltip="Start the engine (it outlives this UI), or stop it (asks first)"),
         Binding("f", "filters", "Filter", id="queue.filter", show=False,
@@ -121,6 +126,10 @@ class QueueScreen(GanaugScreen):
             bits.append(f"{p.get('desc', '')} {p.get('done')}/{p.get('total')}".strip())
             if (eta := self.gapp.rates.eta(run, table.now)) is not None:
                 bits.append(f"{fmt_duration(eta)} left in this phase")
+        if run.job_id:
+            bits.append(f"{run.executor} job {run.job_id}")
+        elif run.executor != "local":
+            bits.append(f"{run.executor}, not submitted yet")
         if run.parents:
             bits.append("after " + ", ".join(run.parents))
         if run.exit_reason:
@@ -137,6 +146,8 @@ class QueueScreen(GanaugScreen):
                  "priority": (st.QUEUED, st.BLOCKED, st.PAUSED)}
         if action in needs:
             return run is not None and run.status in needs[action] or None
+        if action == "experiment":
+            return run is not None and run.experiment is not None or None
         return True
 
     def action_cancel(self) -> None:
@@ -154,6 +165,29 @@ class QueueScreen(GanaugScreen):
     def action_priority(self, delta: int) -> None:
         if (run := self._run()) is not None:
             self.gapp.act(actions.shift_priority, run.id, delta, read_only=self.gapp.read_only)
+
+    def action_experiment(self) -> None:
+        if (run := self._run()) is not None and run.experiment is not None:
+            self.app.push_screen(ExperimentActions(run.experiment, run.label),
+                                 lambda choice: choice is not None and self._on_experiment(run.experiment, *choice))
+
+    def _on_experiment(self, experiment: str, action: str, label: str | None) -> None:
+        """Do ``action`` on the experiment (``label`` None) or one label; a cancel asks first."""
+        def act() -> None:
+            self.gapp.act(actions.act_on_experiment, experiment, label, action, read_only=self.gapp.read_only)
+
+        if action != "cancel":
+            act()
+            return
+        what = f"experiment {experiment}" + (f", label {label}" if label else "")
+        snap = self.gapp.snapshot
+        mine = [r for r in (snap.runs if snap else []) if r.experiment == experiment and label in (None, r.label)]
+        running = sum(1 for r in mine if r.status in st.ACTIVE)
+        body = (f"Every waiting or running run of {what} that no other label or experiment shares is cancelled "
+                f"(shared GANs and pools go on). {running} of its runs are running now: they checkpoint and stop; "
+                "a retry later resumes them from that checkpoint.")
+        self.app.push_screen(Confirm(f"Cancel {what}?", body, yes="Cancel them", no="Keep them"),
+                             lambda yes: yes and act())
 
     def action_engine(self) -> None:
         snap = self.gapp.snapshot
@@ -173,3 +207,69 @@ class QueueScreen(GanaugScreen):
 
     def action_focus_table(self) -> None:
         self.query_one(RunTable).focus()
+
+
+class ExperimentActions(ModalScreen[tuple[str, str | None] | None]):
+    """What to do with a run's whole experiment or only its label: answers ``(action, label or None)``.
+
+    The scope starts at the label (the smaller one); ``l`` widens it to the whole experiment and back."""
+
+    BINDINGS = [
+        Binding("c", "answer('cancel')", "Cancel", id="experiment.cancel", tooltip="Cancel its runs (asks first)"),
+        Binding("t", "answer('retry')", "Retry", id="experiment.retry",
+                tooltip="Queue its failed, cancelled or interrupted runs again (and what they wait for)"),
+        Binding("s", "answer('pause')", "Pause", id="experiment.pause", tooltip="Hold or suspend its runs"),
+        Binding("u", "answer('resume')", "Resume", id="experiment.resume",
+                tooltip="Let its paused runs (and the paused runs they wait for) go on"),
+        Binding("l", "scope", "Label/experiment", id="experiment.scope",
+                tooltip="Act on the whole experiment or only the label"),
+        Binding("escape,n", "dismiss(None)", "Close", id="experiment.close", tooltip="Do nothing"),
+    ]
+    DEFAULT_CSS = """
+    ExperimentActions { align: center middle; }
+    ExperimentActions > Vertical { width: 72; max-width: 95%; height: auto; border: thick $primary 60%;
+                                   background: $surface; padding: 1 2; }
+    ExperimentActions #scope { text-style: bold; margin-bottom: 1; }
+    ExperimentActions Horizontal { height: auto; margin-top: 1; }
+    ExperimentActions Button { margin-right: 1; min-width: 8; }
+    """
+
+    def __init__(self, experiment: str, label: str | None) -> None:
+        super().__init__()
+        self.experiment, self.label = experiment, label
+        self.whole = label is None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("", id="scope", markup=False)
+            yield Static("Cancel and pause leave alone the runs other labels or experiments share (a GAN, a pool); "
+                         "retry and resume also reach the runs it waits for. Like `ganaug runs cancel|retry|pause|"
+                         "resume --experiment E [--label L]`.", markup=False)
+            with Horizontal():
+                for action, key in (("cancel", "c"), ("retry", "t"), ("pause", "s"), ("resume", "u")):
+                    yield Button(f"{action.capitalize()} ({key})", id=action,
+                                 variant="error" if action == "cancel" else "default")
+                yield Button("Scope (l)", id="scope-toggle", disabled=self.label is None)
+
+    def on_mount(self) -> None:
+        self._show_scope()
+
+    def _show_scope(self) -> None:
+        self.query_one("#scope", Static).update(
+            f"experiment {self.experiment}" + ("" if self.whole else f" · label {self.label}")
+            + ("  (whole experiment; l: only this label)" if self.whole and self.label else
+               "" if self.whole else "  (l: the whole experiment)"))
+
+    def action_scope(self) -> None:
+        if self.label is not None:
+            self.whole = not self.whole
+            self._show_scope()
+
+    def action_answer(self, action: str) -> None:
+        self.dismiss((action, None if self.whole else self.label))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "scope-toggle":
+            self.action_scope()
+        elif event.button.id:
+            self.action_answer(event.button.id)

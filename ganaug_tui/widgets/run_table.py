@@ -16,6 +16,8 @@ COLUMNS = (
     Column("eta", "eta", 6, 3, right=True),
     Column("kind", "kind", 9, 4),
     Column("slot", "slot", 5, 5),
+    Column("executor", "exec", 5, 11),  # local (engine slots, foreground) or slurm (a cluster job) ...
+    Column("job_id", "job", 8, 12),  # ... and then its job id
     Column("attempt", "try", 3, 6, right=True),
     Column("experiment", "experiment", 10, 7, flex=2),
     Column("elapsed", "elapsed", 7, 8, right=True),
@@ -27,7 +29,9 @@ COLUMNS = (
 class RunTable(VirtualTable[st.Run]):
     """One row per run, keyed by run id; ``now`` (the snapshot's time) drives elapsed time and ETA."""
 
-    BINDINGS = [Binding("enter", "choose", "Open", id="runs.open", tooltip="Open the run on the Live screen")]
+    # Enter is what anyone tries on a row: the footer's room at 80 columns goes to the commands.
+    BINDINGS = [Binding("enter", "choose", "Open", id="runs.open", show=False,
+                        tooltip="Open the run on the Live screen")]
     COMPONENT_CLASSES = {*(f"run-table--{s}" for s in st.STATES)}
     DEFAULT_CSS = """
     RunTable > .run-table--queued { color: $secondary; }
@@ -67,6 +71,8 @@ class RunTable(VirtualTable[st.Run]):
             return str(run.attempt)
         if key == "priority":
             return str(run.priority) if run.priority else ""
+        if key == "job_id":
+            return run.job_id or ""
         return str(getattr(run, key) or "")
 
     @property
