@@ -184,6 +184,25 @@ def test_resubmitting_reuses_every_run_and_more_replicates_add_only_the_missing(
         assert s.experiment_spec("demo")["replicates"] == 3
 
 
+def test_a_gan_runs_config_reads_back_as_the_spec_that_reuses_it(demo_data, tmp_path) -> None:
+    """The TUI Builder names an existing GAN run through ``gan_spec_of``: another experiment with that spec plans
+    the same run, not a new GAN."""
+    from dataclasses import replace
+
+    _, sets = demo_data
+    ws = tmp_path / "ws"
+    exp = tiny_demo(sets)
+    _, first = grid.enqueue(ws, exp, only=["1:1/2"])
+    with st.open_store(ws) as s:
+        gan = next(r for r in s.get_runs(first.run_ids) if r.kind == "gan-train")
+    spec = grid.gan_spec_of("sgn", gan.config, exp.gans["sgn"].pool_per_class)  # kimg: the preset's, now explicit
+    other = replace(exp, name="other", gans={"sgn": spec})
+    planned = grid.preview(ws, other, only=["1:1/2"])
+    assert [r.run_id for r in planned.runs if r.kind == "gan-train"] == [gan.id]
+    slower = replace(exp, name="slower", gans={"sgn": replace(spec, kimg=(spec.kimg or 1) + 1)})
+    assert [r.run_id for r in grid.preview(ws, slower, only=["1:1/2"]).runs if r.kind == "gan-train"] == [None]
+
+
 def test_a_run_that_ended_badly_is_requeued_by_the_next_submission(demo_data, tmp_path) -> None:
     _, sets = demo_data
     ws = tmp_path / "ws"

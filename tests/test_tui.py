@@ -266,7 +266,7 @@ async def test_palette_offers_what_the_current_screen_offers(ws) -> None:
         table.select_key(ids["queued"])
         await settle(app, pilot)
         queue = {name for name, _, _ in ScreenCommands(app.screen)._commands()}
-        assert {"Cancel", "Priority +1", "Pause run"} <= queue and "Retry" not in queue
+        assert {"Cancel", "Priority +1", "Pause"} <= queue and "Retry" not in queue
         await pilot.press("1")
         await settle(app, pilot)
         builder = {name for name, _, _ in ScreenCommands(app.screen)._commands()}

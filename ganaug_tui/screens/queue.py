@@ -29,7 +29,7 @@ class QueueScreen(GanaugScreen):
     BINDINGS = [
         Binding("c", "cancel", "Cancel", id="run.cancel", tooltip="Cancel the selected run (asks first)"),
         Binding("t", "retry", "Retry", id="run.retry", tooltip="Queue the selected run again (attempt + 1)"),
-        Binding("s", "pause_run", "Pause run", id="run.pause",
+        Binding("s", "pause_run", "Pause", id="run.pause",
                 tooltip="Hold a waiting run or suspend a running one; again to let it go on"),
         Binding("plus,equals_sign", "priority(1)", "Priority +1", id="run.priority_up", show=False,
                 tooltip="Start the selected run sooner"),
