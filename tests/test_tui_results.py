@@ -22,9 +22,8 @@ from engine.analysis import analyse
 from engine.analysis.tables import to_csv
 from engine.errors import InputError
 from ganaug_tui.app import GanaugApp
-from ganaug_tui.screens.modals import Confirm
-from ganaug_tui.screens.queue import ExperimentActions
-from ganaug_tui.screens.results import ExportDialog, ResultsScreen, ResultsTable
+from ganaug_tui.screens.modals import Confirm, ExperimentActions, ExportDialog
+from ganaug_tui.screens.results import ResultsScreen, ResultsTable
 from ganaug_tui.widgets.run_table import RunTable
 
 N_BOOT = 10_000  # the analysis module's default: the screen must not compute with fewer resamples

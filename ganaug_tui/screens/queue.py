@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Select, Static
+from textual.containers import Horizontal
+from textual.widgets import Select, Static
 
 from engine import store as st
 from ganaug_tui import actions
 from ganaug_tui.reads import Snapshot, fmt_duration
 from ganaug_tui.screens.base import GanaugScreen
-from ganaug_tui.screens.modals import Confirm
+from ganaug_tui.screens.modals import Confirm, ExperimentActions
 from ganaug_tui.widgets.run_table import RunTable
 
 STATE_GROUPS = {"active": st.ACTIVE, "waiting": (st.QUEUED, st.BLOCKED),
@@ -207,69 +206,3 @@ class QueueScreen(GanaugScreen):
 
     def action_focus_table(self) -> None:
         self.query_one(RunTable).focus()
-
-
-class ExperimentActions(ModalScreen[tuple[str, str | None] | None]):
-    """What to do with a run's whole experiment or only its label: answers ``(action, label or None)``.
-
-    The scope starts at the label (the smaller one); ``l`` widens it to the whole experiment and back."""
-
-    BINDINGS = [
-        Binding("c", "answer('cancel')", "Cancel", id="experiment.cancel", tooltip="Cancel its runs (asks first)"),
-        Binding("t", "answer('retry')", "Retry", id="experiment.retry",
-                tooltip="Queue its failed, cancelled or interrupted runs again (and what they wait for)"),
-        Binding("s", "answer('pause')", "Pause", id="experiment.pause", tooltip="Hold or suspend its runs"),
-        Binding("u", "answer('resume')", "Resume", id="experiment.resume",
-                tooltip="Let its paused runs (and the paused runs they wait for) go on"),
-        Binding("l", "scope", "Label/experiment", id="experiment.scope",
-                tooltip="Act on the whole experiment or only the label"),
-        Binding("escape,n", "dismiss(None)", "Close", id="experiment.close", tooltip="Do nothing"),
-    ]
-    DEFAULT_CSS = """
-    ExperimentActions { align: center middle; }
-    ExperimentActions > Vertical { width: 72; max-width: 95%; height: auto; border: thick $primary 60%;
-                                   background: $surface; padding: 1 2; }
-    ExperimentActions #scope { text-style: bold; margin-bottom: 1; }
-    ExperimentActions Horizontal { height: auto; margin-top: 1; }
-    ExperimentActions Button { margin-right: 1; min-width: 8; }
-    """
-
-    def __init__(self, experiment: str, label: str | None) -> None:
-        super().__init__()
-        self.experiment, self.label = experiment, label
-        self.whole = label is None
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static("", id="scope", markup=False)
-            yield Static("Cancel and pause leave alone the runs other labels or experiments share (a GAN, a pool); "
-                         "retry and resume also reach the runs it waits for. Like `ganaug runs cancel|retry|pause|"
-                         "resume --experiment E [--label L]`.", markup=False)
-            with Horizontal():
-                for action, key in (("cancel", "c"), ("retry", "t"), ("pause", "s"), ("resume", "u")):
-                    yield Button(f"{action.capitalize()} ({key})", id=action,
-                                 variant="error" if action == "cancel" else "default")
-                yield Button("Scope (l)", id="scope-toggle", disabled=self.label is None)
-
-    def on_mount(self) -> None:
-        self._show_scope()
-
-    def _show_scope(self) -> None:
-        self.query_one("#scope", Static).update(
-            f"experiment {self.experiment}" + ("" if self.whole else f" · label {self.label}")
-            + ("  (whole experiment; l: only this label)" if self.whole and self.label else
-               "" if self.whole else "  (l: the whole experiment)"))
-
-    def action_scope(self) -> None:
-        if self.label is not None:
-            self.whole = not self.whole
-            self._show_scope()
-
-    def action_answer(self, action: str) -> None:
-        self.dismiss((action, None if self.whole else self.label))
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "scope-toggle":
-            self.action_scope()
-        elif event.button.id:
-            self.action_answer(event.button.id)

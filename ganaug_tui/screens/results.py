@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Select, Static
+from textual.containers import Horizontal
+from textual.widgets import Select, Static
 from textual_plotext import PlotextPlot
 
 from engine import store as st
@@ -28,6 +27,7 @@ from ganaug_tui import actions
 from ganaug_tui.messages import Loaded
 from ganaug_tui.reads import Snapshot, display_path, open_reader
 from ganaug_tui.screens.base import GanaugScreen
+from ganaug_tui.screens.modals import ExportDialog
 from ganaug_tui.widgets.virtual_table import Column, VirtualTable
 
 if TYPE_CHECKING:
@@ -95,51 +95,6 @@ class ResultsTable(VirtualTable[dict[str, str]]):
                                     right=right) for k, title, right in DISPLAY_COLUMNS)
         self.styles.height = len(rows) + 1  # what it needs (up to its max-height): the box-plots get the rest
         self.set_rows(rows)
-
-
-class ExportDialog(ModalScreen[Path | None]):
-    """Where to write the CSV and PNG/SVG files: a folder the user confirms (Enter) or changes first."""
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="export.cancel", tooltip="Write nothing")]
-    DEFAULT_CSS = """
-    ExportDialog { align: center middle; }
-    ExportDialog > Vertical { width: 76; max-width: 95%; height: auto; border: thick $primary 60%;
-                              background: $surface; padding: 1 2; }
-    ExportDialog #title { text-style: bold; margin-bottom: 1; }
-    ExportDialog Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
-    ExportDialog Button { margin-left: 2; }
-    """
-
-    def __init__(self, experiment: str, folder: Path) -> None:
-        super().__init__()
-        self.experiment, self.folder = experiment, folder
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(f"Export the results of {self.experiment}", id="title", markup=False)
-            yield Static(f"{self.experiment}.csv (every test set) and the box-plots as PNG and SVG (all test sets, "
-                         "and one per test set) go into this folder (created if missing; files of the same name "
-                         "are replaced):", markup=False)
-            yield Input(str(self.folder), id="folder")
-            with Horizontal():
-                yield Button("Cancel (esc)", id="no")
-                yield Button("Export (enter)", id="yes", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._answer()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "yes":
-            self._answer()
-        else:
-            self.dismiss(None)
-
-    def _answer(self) -> None:
-        text = self.query_one(Input).value.strip()
-        self.dismiss(Path(text).expanduser() if text else None)
 
 
 class ResultsScreen(GanaugScreen):
