@@ -1,18 +1,35 @@
-"""``ganaug-tui`` (and ``ganaug tui``): check the workspace, then paint.
-
-Both entry points share one typer command (``engine.cli.tui``) so they take the same options with the same
-help. A damaged or newer store is one line and exit 2 before anything is drawn; a missing workspace opens a
+"""``ganaug-tui`` (and ``ganaug tui``, which hands its arguments over to this program): check the workspace, then
+paint. A damaged or newer store is one line and exit 2 before anything is drawn; a missing workspace opens a
 screen that offers to create it (nothing is written before the user says yes).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from engine.cli.tui import tui_command
+from engine.cli.options import Workspace
 from engine.errors import InputError
+
+
+def tui_command(
+    workspace: Workspace = None,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="Only look: every action that would change the store is refused.")] = False,
+    poll: Annotated[float, typer.Option(
+        "--poll", min=0.2, help="Seconds between two reads of the store.")] = 2.0,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="The experiments.toml the Builder reads and saves into (default: ./experiments.toml, else "
+                       "the shipped one; saving then creates ./experiments.toml).")] = None,
+) -> None:
+    """Open the terminal UI on a workspace: build and queue runs, watch them live, preview images, read results.
+
+    Quitting never stops a run. A missing workspace opens an empty screen that offers to create it.
+    """
+    open_tui(workspace, read_only=read_only, poll_s=poll, experiments_file=file)
+
 
 app = typer.Typer(name="ganaug-tui", add_completion=False, pretty_exceptions_enable=False,
                   help="Terminal UI over a ganaug workspace.")

@@ -29,8 +29,13 @@ def test_cli_start_does_not_import_torch() -> None:
     assert "timm" not in mods
 
 
-def test_ganaug_tui_help_does_not_import_textual() -> None:
-    """`ganaug tui` lives in the engine's CLI, but the UI (textual) loads only when the command runs."""
-    mods = _modules_after("from engine.cli import app\ntry:\n    app(['tui', '--help'])\nexcept SystemExit:\n    pass")
-    assert "engine.cli.tui" in mods
+def test_ganaug_tui_command_hands_over_to_the_ui_program() -> None:
+    """`ganaug tui` replaces its process with ganaug-tui: the engine's command itself imports no UI."""
+    mods = _modules_after("import engine.cli.tui, typer.main\nfrom engine.cli import app\ntyper.main.get_command(app)")
     assert not {m for m in mods if m == "textual" or m.startswith(("textual.", "ganaug_tui"))}
+    out = subprocess.run([sys.executable, "-c", "import sys; from engine.cli import main; "
+                          "sys.argv = ['ganaug', 'tui', '--poll', '0']; main()"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("ganaug-tui: error: ") and "--poll" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

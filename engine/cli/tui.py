@@ -1,34 +1,27 @@
-"""``ganaug tui`` / ``ganaug-tui``: open the terminal UI. The options are declared here, once, for both entry
-points; the UI itself (textual) is imported only when the command runs, so ``engine`` stays headless."""
+"""``ganaug tui ...``: the terminal UI is a program of its own (``ganaug-tui``, package ``ganaug_tui``); this
+command hands the process over to it with the same arguments, so the engine never imports the UI."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+import importlib.util
+import os
+import sys
 
 import typer
 
-from engine.cli.options import Workspace
+from engine.errors import InputError
 
 
-def tui_command(
-    workspace: Workspace = None,
-    read_only: Annotated[bool, typer.Option(
-        "--read-only", help="Only look: every action that would change the store is refused.")] = False,
-    poll: Annotated[float, typer.Option(
-        "--poll", min=0.2, help="Seconds between two reads of the store.")] = 2.0,
-    file: Annotated[Path | None, typer.Option(
-        "--file", help="The experiments.toml the Builder reads and saves into (default: ./experiments.toml, else "
-                       "the shipped one; saving then creates ./experiments.toml).")] = None,
-) -> None:
-    """Open the terminal UI on a workspace: build and queue runs, watch them live, preview images, read results.
-
-    Quitting never stops a run. A missing workspace opens an empty screen that offers to create it.
-    """
-    from ganaug_tui.cli import open_tui
-
-    open_tui(workspace, read_only=read_only, poll_s=poll, experiments_file=file)
+def tui_command(ctx: typer.Context) -> None:
+    """Open the terminal UI: the same program and options as ganaug-tui (ganaug tui --help lists them)."""
+    if importlib.util.find_spec("ganaug_tui") is None:
+        raise InputError("the terminal UI is not installed here (package ganaug_tui, the ganaug-tui command)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # -P: the current folder does not shadow the installed package
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "ganaug_tui", *ctx.args])
 
 
 def install(app: typer.Typer) -> None:
-    app.command("tui")(tui_command)
+    app.command("tui", add_help_option=False,  # --help too goes to ganaug-tui
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(tui_command)
