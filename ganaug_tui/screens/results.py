@@ -135,6 +135,7 @@ class ResultsScreen(GanaugScreen):
         self._view = 0
         self._values: dict[str, list[str]] = {"experiment": [], "test-set": [], "group": []}  # each picker's choices
         self._pending: tuple[str, str | None] | None = None  # the view last asked for
+        self._cramped = False  # the plots left out of the "both" view for want of rows (see _check_room)
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bar"):
@@ -307,8 +308,24 @@ class ResultsScreen(GanaugScreen):
 
     def _apply_view(self) -> None:
         view = VIEWS[self._view]
+        self._cramped = False
         self.query_one("#plot").display = self._shown is not None and view in ("both", "plot")
         self.query_one(ResultsTable).display = view in ("both", "table")
+        if view == "both":
+            self.call_after_refresh(self._check_room)
+
+    def _check_room(self) -> None:
+        """Beside the table on a short terminal the boxes would overlap (2 rows each, plus title and axes): then
+        the table stays alone and the detail line says how to see the plots."""
+        plot = self.query_one("#plot")
+        if plot.display and plot.size.height < 2 * len(self.query_one(ResultsTable).rows) + 5:
+            plot.display = False
+            self._cramped = True
+            self._show_detail()
+
+    def on_resize(self) -> None:
+        if self._shown is not None:
+            self._apply_view()
 
     def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
         self._show_detail()
@@ -324,6 +341,9 @@ class ResultsScreen(GanaugScreen):
             detail = f"{row['label']}: " + ("; ".join(f"replicate {m.replicate}: {m.reason}"
                                                       for m in mine.itertuples()) if len(mine) else
                                             "every replicate scored")
+        if self._cramped:
+            detail = "too short for the box-plots beside the table: v shows them alone" + (f" · {detail}" if detail
+                                                                                          else "")
         self.query_one("#detail", Static).update(detail)
 
     def snapshot_changed(self, snap: Snapshot) -> None:
