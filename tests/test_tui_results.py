@@ -125,6 +125,26 @@ async def test_results_show_exactly_the_numbers_of_the_analysis_module(made) -> 
         assert len(table.rows) == 5
 
 
+async def test_a_terminal_too_short_for_plots_and_table_keeps_the_table_and_says_so(made) -> None:
+    workspace, _ = made
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        await settle(app, pilot)
+        screen = app.screen
+        plot, table = screen.query_one("#plot", PlotextPlot), screen.query_one(ResultsTable)
+        assert len(table.rows) == 5 and table.display and not plot.display
+        assert "v shows them alone" in str(screen.query_one("#detail", Static).render())
+        await pilot.press("v", "v")  # table only, then the plots alone: they get the whole height
+        await settle(app, pilot)
+        assert plot.display and not table.display and plot.size.height >= 2 * 5 + 5
+        await pilot.resize_terminal(160, 48)
+        await pilot.press("v")  # both again: now there is room
+        await settle(app, pilot)
+        assert plot.display and table.display
+        assert "v shows them alone" not in str(screen.query_one("#detail", Static).render())
+
+
 async def test_an_experiment_that_cannot_be_analysed_says_why_in_one_line(made) -> None:
     workspace, _ = made
     with st.open_store(workspace, readonly=True) as store, pytest.raises(InputError) as refused:

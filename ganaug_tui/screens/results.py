@@ -308,9 +308,11 @@ class ResultsScreen(GanaugScreen):
 
     def _apply_view(self) -> None:
         view = VIEWS[self._view]
-        self._cramped = False
+        cramped, self._cramped = self._cramped, False
         self.query_one("#plot").display = self._shown is not None and view in ("both", "plot")
         self.query_one(ResultsTable).display = view in ("both", "table")
+        if cramped:
+            self._show_detail()
         if view == "both":
             self.call_after_refresh(self._check_room)
 
