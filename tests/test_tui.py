@@ -330,3 +330,13 @@ def test_a_store_with_a_corrupted_page_is_one_line_and_exit_2(tmp_path: Path, ca
         main(["--workspace", str(ws)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "is damaged" in err and ".recover" in err
+
+
+def test_a_narrow_live_screen_puts_several_aucs_on_a_line() -> None:
+    from ganaug_tui.screens.live import result_lines
+
+    result = {"auc": {"isic19": 0.81, "isic20": 0.72, "derm7pt-derm": 0.69, "dermofit": 0.7}, "val_auc": 0.85}
+    wide, narrow = result_lines("classify", result), result_lines("classify", result, per_row=3)
+    assert len(wide) == 1 + 5 and len(narrow) == 1 + 2
+    assert narrow[1].split() == ["isic19", "0.8100", "isic20", "0.7200", "derm7pt-derm", "0.6900"]
+    assert narrow[2].split() == ["dermofit", "0.7000", "validation", "0.8500"]

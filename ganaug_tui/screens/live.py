@@ -24,16 +24,21 @@ LIVE_POLL_S = 1.0
 GPU_POLL_S = 2.0
 
 
-def result_lines(kind: str, result: dict[str, Any] | None) -> list[str]:
-    """What a finished run's result.json says that a researcher looks for first."""
+AUC_CELL = 24  # "  name            0.1234" and a gap
+
+
+def result_lines(kind: str, result: dict[str, Any] | None, per_row: int = 1) -> list[str]:
+    """What a finished run's result.json says that a researcher looks for first; ``per_row`` AUCs share a line
+    (a narrow terminal stacks this under the curves, where each line taken is one log line less)."""
     if not result:
         return []
     lines: list[str] = []
     if isinstance(result.get("auc"), dict):
         lines.append("test AUC (melanoma vs benign)")
-        lines += [f"  {name:<15} {auc:.4f}" for name, auc in result["auc"].items() if isinstance(auc, int | float)]
+        cells = [f"  {name:<15} {auc:.4f}" for name, auc in result["auc"].items() if isinstance(auc, int | float)]
         if isinstance(result.get("val_auc"), int | float):
-            lines.append(f"  {'validation':<15} {result['val_auc']:.4f}")
+            cells.append(f"  {'validation':<15} {result['val_auc']:.4f}")
+        lines += [" ".join(cells[i:i + per_row]) for i in range(0, len(cells), per_row)]
         if result.get("best_epoch") is not None:
             early = ", stopped early" if result.get("stopped_early") else ""
             lines.append(f"best epoch {result['best_epoch']} of {result.get('epochs')}{early}")
@@ -117,6 +122,14 @@ class LiveScreen(GanaugScreen):
 
     def on_resize(self) -> None:
         self.query_one(Curves).set_narrow(self.has_class("-narrow"))
+        self._show_result()
+
+    def _show_result(self) -> None:
+        if self.view is None:
+            return
+        per_row = max(1, (self.size.width - 2) // (AUC_CELL + 1)) if self.has_class("-narrow") else 1
+        lines = result_lines(self.view.run.kind, self.view.result, per_row)
+        self.query_one("#result", Static).update("\n".join(lines))
 
     # ------------------------------------------------------------------ reading
     def _run_changed(self, run_id: str | None) -> None:
@@ -159,7 +172,7 @@ class LiveScreen(GanaugScreen):
         curves = self.query_one(Curves)
         curves.set_narrow(self.has_class("-narrow"))
         curves.show(run.kind, view.series)
-        self.query_one("#result", Static).update("\n".join(result_lines(run.kind, view.result)))
+        self._show_result()
         self._show_grid(view)
         if view.log_size != self._log_size:
             self._log_size = view.log_size
