@@ -305,3 +305,26 @@ def test_real_images_are_the_training_part_of_the_gans_split(ws, make_isic2019) 
         members = [r for r in train if r.label == label][:4]
         want = reads.mosaic(np.stack([reads.load_tile(r.image, 16) for r in members]))
         assert np.array_equal(np.asarray(page.mosaics[name]), np.asarray(want))
+
+
+async def test_a_configuration_keeps_the_templates_split(ws) -> None:
+    """The split seed field starts at the template's seed and the data table keeps its split file: a configuration
+    built on the template's data trains on the template's split, not on seed 0's."""
+    workspace, _ = ws
+    toml = workspace.parent / "experiments.toml"
+    (workspace.parent / "split.csv").write_text("image,split\n")
+    toml.write_text(EXPERIMENTS.format().replace('root = "isic"', 'root = "isic"\nsplit_seed = 3\nsplit_file = "split.csv"'))
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        assert screen.query_one("#split-seed", Input).value == "3"
+        screen.query_one("#ratio", Input).value = "1:1/4"
+        await settle(app, pilot)
+        build, why = screen.build()
+        assert build is not None, why
+        template = load_experiments(toml, workspace=workspace)[0]
+        assert build.experiment(workspace, None).train == template.train
+        screen.query_one("#split-seed", Input).value = "5"
+        await settle(app, pilot)
+        train = screen.build()[0].experiment(workspace, None).train
+        assert (train.split_seed, train.split_file) == (5, template.train.split_file)

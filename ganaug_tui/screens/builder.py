@@ -13,7 +13,7 @@ knows joins that experiment's configurations (with its baseline), so results com
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,16 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.worker import get_current_worker
 
-from engine.config import DEFAULT_GAN, DEFAULT_SAMPLER, GAN_TAGS, SAMPLER_TAGS, Configuration, Experiment, Ratio
+from engine.config import (
+    DEFAULT_GAN,
+    DEFAULT_SAMPLER,
+    GAN_TAGS,
+    SAMPLER_TAGS,
+    Configuration,
+    Experiment,
+    Ratio,
+    TrainData,
+)
 from engine.data.formats import FORMATS
 from engine.errors import InputError
 from ganaug_tui import actions, reads
@@ -322,7 +331,11 @@ class BuilderScreen(GanaugScreen):
         self._data_changed()
 
     def _data_changed(self) -> None:
-        custom = not isinstance(self.query_one("#data", Select).value, str)
+        value = self.query_one("#data", Select).value
+        custom = not isinstance(value, str)
+        known = None if custom else self._known_train(*json.loads(value))
+        if known is not None:
+            self.query_one("#split-seed", Input).value = str(known.split_seed)  # the data set's own split
         self.set_class(custom, "-custom-data")
         for widget in self.query(".custom Select, .custom Input"):
             widget.disabled = not custom  # hidden fields stay out of the tab order
@@ -354,6 +367,11 @@ class BuilderScreen(GanaugScreen):
             return Configuration.parse(self.label()), None
         except ValueError as exc:
             return None, str(exc)
+
+    def _known_train(self, fmt: str, root: str) -> TrainData | None:
+        """The file's ``[data.train]`` of that data set (the template's first), with its split seed and file."""
+        return next((e.train for e in [self._template(), *self.experiments.values()]
+                     if e is not None and e.train is not None and (e.train.format, e.train.root) == (fmt, root)), None)
 
     def _train(self) -> tuple[str, str, int] | None:
         """(format, root, split seed) of the chosen data set; None while a custom one is incomplete."""
@@ -402,15 +420,16 @@ class BuilderScreen(GanaugScreen):
                      f"replicates={replicates}", f"test_sets={json.dumps([own, *extra])}"]
         if exp.train is None or (train[0], train[1], train[2]) != (exp.train.format, exp.train.root,
                                                                     exp.train.split_seed):
-            overrides.append(f"data.train={json.dumps({'format': train[0], 'root': train[1], 'split_seed': train[2]})}")
+            known = self._known_train(train[0], train[1])
+            data = (replace(known, split_seed=train[2]).classify_data() if known is not None
+                    else {"format": train[0], "root": train[1], "split_seed": train[2]})
+            overrides.append(f"data.train={json.dumps(data)}")
         chosen = self._gan()
         if conf.ratio.has_synthetic and conf.gan != "all":
             tag = TAG_OF[conf.gan]
             if chosen is not None:
                 spec = chosen.spec
             else:
-                from dataclasses import replace
-
                 from engine.config import GanSpec
 
                 base = exp.gans.get(tag) or GanSpec(tag, conf.gan)
