@@ -313,7 +313,8 @@ async def test_a_configuration_keeps_the_templates_split(ws) -> None:
     workspace, _ = ws
     toml = workspace.parent / "experiments.toml"
     (workspace.parent / "split.csv").write_text("image,split\n")
-    toml.write_text(EXPERIMENTS.format().replace('root = "isic"', 'root = "isic"\nsplit_seed = 3\nsplit_file = "split.csv"'))
+    split = 'root = "isic"\nsplit_seed = 3\nsplit_file = "split.csv"'
+    toml.write_text(EXPERIMENTS.format().replace('root = "isic"', split))
     app = make_app(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_builder(app, pilot)
