@@ -329,3 +329,22 @@ async def test_a_configuration_keeps_the_templates_split(ws) -> None:
         await settle(app, pilot)
         train = screen.build()[0].experiment(workspace, None).train
         assert (train.split_seed, train.split_file) == (5, template.train.split_file)
+
+
+async def test_the_preview_follows_the_store_after_enqueueing(ws) -> None:
+    """Once the runs are queued the preview says they are reused (what a second enqueue would do), not "new"."""
+    workspace, _ = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        screen.query_one("#gan", Select).value = "new"
+        screen.query_one("#ratio", Input).value = "1:1/4"
+        screen.query_one("#experiment", Input).value = "mine"
+        await settle(app, pilot)
+        build = screen.build()[0]
+        assert f"{len(grid.preview(workspace, build.experiment(workspace, None)).new)} new" in text(screen, "#plan")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        after = grid.preview(workspace, build.experiment(workspace, None))
+        assert not after.new
+        assert text(screen, "#plan") == plan_text(after, build)

@@ -293,6 +293,7 @@ class BuilderScreen(GanaugScreen):
             gan.value = trained[0] if trained else gans[0].run_id
         else:
             gan.value = keep if keep in self.gans else NEW_GAN
+        self._asked = None  # the store changed: which runs are new or reused may have too (e.g. after enqueueing)
         self._changed()
 
     def _template(self) -> Experiment | None:
