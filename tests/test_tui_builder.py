@@ -307,6 +307,24 @@ def test_real_images_are_the_training_part_of_the_gans_split(ws, make_isic2019) 
         assert np.array_equal(np.asarray(page.mosaics[name]), np.asarray(want))
 
 
+
+def test_a_missing_or_damaged_real_image_is_one_line_not_a_crash(ws) -> None:
+    """A copied workspace whose data folder lost or broke an image: the real side says so (the worker that reads
+    it must not raise, or the whole UI exits)."""
+    workspace, _ = ws
+    root = workspace.parent / "isic"
+    with st.open_store(workspace) as store:
+        gan = store.create_run("gan-train", {"family": "stylegan2", "data": {"format": "isic2019", "root": str(root),
+                                                                            "split_seed": 3}})
+    train, _ = reference_records(workspace, data_of(workspace, run_meta(workspace / gan)))
+    first = next(r for r in train if r.label == 0)
+    Path(first.image).write_bytes(b"not an image")
+    page = reads.load_real_page(workspace, gan, 0, 4, 16)
+    assert page.error is not None and Path(first.image).name in page.error and not page.mosaics
+    Path(first.image).unlink()
+    page = reads.load_real_page(workspace, gan, 0, 4, 16)
+    assert page.error is not None and Path(first.image).name in page.error and not page.mosaics
+
 async def test_a_configuration_keeps_the_templates_split(ws) -> None:
     """The split seed field starts at the template's seed and the data table keeps its split file: a configuration
     built on the template's data trains on the template's split, not on seed 0's."""
