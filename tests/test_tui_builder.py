@@ -366,3 +366,19 @@ async def test_the_preview_follows_the_store_after_enqueueing(ws) -> None:
         after = grid.preview(workspace, build.experiment(workspace, None))
         assert not after.new
         assert text(screen, "#plan") == plan_text(after, build)
+
+
+async def test_the_counts_show_for_a_custom_data_set_given_by_a_relative_path(ws) -> None:
+    """The class sizes are kept under the root as typed: ``isic`` (relative to experiments.toml) shows its counts
+    as its absolute path does."""
+    workspace, _ = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        shown = text(screen, "#counts")
+        assert "of a training split of" in shown
+        screen.query_one("#data", Select).clear()
+        await settle(app, pilot)
+        screen.query_one("#root", Input).value = "isic"
+        await settle(app, pilot)
+        assert text(screen, "#counts") == shown

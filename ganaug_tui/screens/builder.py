@@ -459,7 +459,7 @@ class BuilderScreen(GanaugScreen):
         build, _ = self.build()
         if build is not None and build != self._asked:
             self._asked = build
-            self._plan(build)
+            self._plan(build, None if self._whole() else self._train())
         self._show()
 
     def _show(self) -> None:
@@ -486,17 +486,17 @@ class BuilderScreen(GanaugScreen):
         self.query_one("#save", Button).disabled = blocker is not None or self._whole()
 
     @work(thread=True, exclusive=True, group="builder-plan")
-    def _plan(self, build: Build) -> None:
-        """``engine.grid.preview`` of the build (and its data's class sizes, for the live counts)."""
+    def _plan(self, build: Build, train: tuple[str, str, int] | None) -> None:
+        """``engine.grid.preview`` of the build (and its data's class sizes, for the live counts, kept under
+        ``train``: the fields as typed, since a relative or ``~`` root resolves to another path)."""
         from engine import grid
 
         worker = get_current_worker()
         sizes = None
         try:
             exp = build.experiment(self.gapp.workspace, self.gapp.experiments_file)
-            if exp.train is not None and not exp.unresolved:
-                sizes = ((exp.train.format, exp.train.root, exp.train.split_seed),
-                         grid.data_sizes(exp, self.gapp.workspace))
+            if train is not None and exp.train is not None and not exp.unresolved:
+                sizes = (train, grid.data_sizes(exp, self.gapp.workspace))
             planned = grid.preview(self.gapp.workspace, exp, only=list(build.only) if build.only else None,
                                    replicates=build.replicates)
         except (InputError, OSError) as exc:
