@@ -382,3 +382,19 @@ async def test_the_counts_show_for_a_custom_data_set_given_by_a_relative_path(ws
         screen.query_one("#root", Input).value = "isic"
         await settle(app, pilot)
         assert text(screen, "#counts") == shown
+
+
+async def test_a_chosen_gan_without_a_pool_gets_the_files_pool_size(ws) -> None:
+    """Naming a GAN run that has no finished pool yet (still training) plans its pool at the experiment's
+    pool_per_class, not at the paper's 100,000 per class."""
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        assert screen.query_one("#gan", Select).value == ids["gan"]  # the fixture's GAN, training
+        screen.query_one("#ratio", Input).value = "1:1/4"
+        await settle(app, pilot)
+        exp = screen.build()[0].experiment(workspace, None)
+        assert exp.gans["sgn"].pool_per_class == 40
+        pools = [r for r in grid.preview(workspace, exp).runs if r.kind == "gan-pool"]
+        assert [r.config["per_class"] for r in pools] == [40]

@@ -32,6 +32,7 @@ from engine.config import (
     SAMPLER_TAGS,
     Configuration,
     Experiment,
+    GanSpec,
     Ratio,
     TrainData,
 )
@@ -428,12 +429,11 @@ class BuilderScreen(GanaugScreen):
         chosen = self._gan()
         if conf.ratio.has_synthetic and conf.gan != "all":
             tag = TAG_OF[conf.gan]
-            if chosen is not None:
-                spec = chosen.spec
+            base = exp.gans.get(tag) or GanSpec(tag, conf.gan)
+            if chosen is not None:  # a GAN with no finished pool yet gets the file's pool size, not the paper's
+                spec = chosen.spec if chosen.spec.pool_per_class is not None or chosen.spec.translation else \
+                    replace(chosen.spec, pool_per_class=base.pool_per_class)
             else:
-                from engine.config import GanSpec
-
-                base = exp.gans.get(tag) or GanSpec(tag, conf.gan)
                 spec = replace(base, preset=str(self.query_one("#preset-gan", Select).value),
                                pool_per_class=None if base.translation else self._int("#pool", None))
             overrides.append(f"gans.{tag}={json.dumps(spec.to_table())}")
