@@ -54,14 +54,22 @@ def _check_named(store: st.Store, experiment: str, label: str | None) -> list[tu
 
 def experiment_runs(store: st.Store, experiment: str, label: str | None, action: str) -> Chosen:
     """The runs ``action`` (:data:`ACTIONS`) applies to for ``experiment`` / ``label``: for cancel, pause and rm
-    those no other label or experiment uses; for retry, resume and priority those named plus every run they wait
-    for."""
+    those no other label or experiment uses (linked to it, or waited for by a run outside them); for retry, resume
+    and priority those named plus every run they wait for."""
     if action not in ACTIONS:
         raise ValueError(action)
     named = {run_id for _e, _l, run_id in _check_named(store, experiment, label)}
     if action in OWN_RUNS_ONLY:
         others = {run_id for e, lab, run_id in store.run_labels()
                   if run_id in named and (e != experiment or (label is not None and lab != label))}
+        # A run that a run outside the selection waits for is used there too (the baseline's replicate 0, whose
+        # classifier the GAN's FID features and the best/worst samplers of other labels need).
+        parents = {r.id: r.parents for r in store.list_runs()}
+        while True:
+            needed = {p for rid, ps in parents.items() if rid not in named - others for p in ps} & (named - others)
+            if not needed:
+                break
+            others |= needed
         runs = store.get_runs(sorted(named - others))
         return Chosen(sorted(runs, key=lambda r: r.seq), sorted(store.get_runs(sorted(others)), key=lambda r: r.seq))
     ids, frontier = set(named), list(named)

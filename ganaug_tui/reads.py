@@ -329,14 +329,14 @@ def load_real_page(workspace: Path, run_id: str, page: int, per_page: int, res: 
         if data is None:
             return RealPage("", {}, f"run {run_id} names no GAN run with training data, so its real images are unknown")
         train, _ = reference_records(workspace, data)
-    except (InputError, OSError, ValueError) as exc:
+        mosaics = {}
+        for label, name in enumerate(CLASS_NAMES):
+            members = [r for r in train if r.label == label]
+            start = (page * per_page) % max(1, len(members))
+            tiles = [load_tile(rec.image, res) for rec in members[start:start + per_page]]
+            mosaics[name] = mosaic(np.stack(tiles)) if tiles else None
+    except (InputError, OSError, ValueError) as exc:  # also an image file missing or damaged in a copied data set
         return RealPage("", {}, str(exc))
-    mosaics = {}
-    for label, name in enumerate(CLASS_NAMES):
-        members = [r for r in train if r.label == label]
-        start = (page * per_page) % max(1, len(members))
-        tiles = [load_tile(rec.image, res) for rec in members[start:start + per_page]]
-        mosaics[name] = mosaic(np.stack(tiles)) if tiles else None
     return RealPage(f"{data['format']} {data['root']} (training part of its split, {len(train):,} images)", mosaics)
 
 

@@ -310,6 +310,10 @@ def test_actions_on_an_experiment_or_label_leave_shared_runs_alone(demo_data, tm
         assert {s.get_run(rid).priority for rid, _ in done} == {5}
         baseline0 = ids[planned.runs[0].index]
         assert baseline0 in {rid for rid, _ in done}  # its helper (the baseline's replicate 0) comes first
+        # the baseline's replicate 0 is the GAN's FID classifier and the bst helper: its label alone leaves it be
+        done, kept = act_on_experiment(s, "demo", "1:0", "pause")
+        assert baseline0 in {r.id for r in kept} and baseline0 not in {rid for rid, _ in done}
+        act_on_experiment(s, "demo", "1:0", "resume")
         # pause holds only the label's own runs; resume also lets go what it waits for
         done, kept = act_on_experiment(s, "demo", "1:1/2 div", "pause")
         assert sorted(rid for rid, _ in done) == sorted(div) and {new for _, new in done} == {st.PAUSED}

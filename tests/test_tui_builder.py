@@ -305,3 +305,96 @@ def test_real_images_are_the_training_part_of_the_gans_split(ws, make_isic2019) 
         members = [r for r in train if r.label == label][:4]
         want = reads.mosaic(np.stack([reads.load_tile(r.image, 16) for r in members]))
         assert np.array_equal(np.asarray(page.mosaics[name]), np.asarray(want))
+
+
+
+def test_a_missing_or_damaged_real_image_is_one_line_not_a_crash(ws) -> None:
+    """A copied workspace whose data folder lost or broke an image: the real side says so (the worker that reads
+    it must not raise, or the whole UI exits)."""
+    workspace, _ = ws
+    root = workspace.parent / "isic"
+    with st.open_store(workspace) as store:
+        gan = store.create_run("gan-train", {"family": "stylegan2", "data": {"format": "isic2019", "root": str(root),
+                                                                            "split_seed": 3}})
+    train, _ = reference_records(workspace, data_of(workspace, run_meta(workspace / gan)))
+    first = next(r for r in train if r.label == 0)
+    Path(first.image).write_bytes(b"not an image")
+    page = reads.load_real_page(workspace, gan, 0, 4, 16)
+    assert page.error is not None and Path(first.image).name in page.error and not page.mosaics
+    Path(first.image).unlink()
+    page = reads.load_real_page(workspace, gan, 0, 4, 16)
+    assert page.error is not None and Path(first.image).name in page.error and not page.mosaics
+
+async def test_a_configuration_keeps_the_templates_split(ws) -> None:
+    """The split seed field starts at the template's seed and the data table keeps its split file: a configuration
+    built on the template's data trains on the template's split, not on seed 0's."""
+    workspace, _ = ws
+    toml = workspace.parent / "experiments.toml"
+    (workspace.parent / "split.csv").write_text("image,split\n")
+    split = 'root = "isic"\nsplit_seed = 3\nsplit_file = "split.csv"'
+    toml.write_text(EXPERIMENTS.format().replace('root = "isic"', split))
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        assert screen.query_one("#split-seed", Input).value == "3"
+        screen.query_one("#ratio", Input).value = "1:1/4"
+        await settle(app, pilot)
+        build, why = screen.build()
+        assert build is not None, why
+        template = load_experiments(toml, workspace=workspace)[0]
+        assert build.experiment(workspace, None).train == template.train
+        screen.query_one("#split-seed", Input).value = "5"
+        await settle(app, pilot)
+        train = screen.build()[0].experiment(workspace, None).train
+        assert (train.split_seed, train.split_file) == (5, template.train.split_file)
+
+
+async def test_the_preview_follows_the_store_after_enqueueing(ws) -> None:
+    """Once the runs are queued the preview says they are reused (what a second enqueue would do), not "new"."""
+    workspace, _ = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        screen.query_one("#gan", Select).value = "new"
+        screen.query_one("#ratio", Input).value = "1:1/4"
+        screen.query_one("#experiment", Input).value = "mine"
+        await settle(app, pilot)
+        build = screen.build()[0]
+        assert f"{len(grid.preview(workspace, build.experiment(workspace, None)).new)} new" in text(screen, "#plan")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        after = grid.preview(workspace, build.experiment(workspace, None))
+        assert not after.new
+        assert text(screen, "#plan") == plan_text(after, build)
+
+
+async def test_the_counts_show_for_a_custom_data_set_given_by_a_relative_path(ws) -> None:
+    """The class sizes are kept under the root as typed: ``isic`` (relative to experiments.toml) shows its counts
+    as its absolute path does."""
+    workspace, _ = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        shown = text(screen, "#counts")
+        assert "of a training split of" in shown
+        screen.query_one("#data", Select).clear()
+        await settle(app, pilot)
+        screen.query_one("#root", Input).value = "isic"
+        await settle(app, pilot)
+        assert text(screen, "#counts") == shown
+
+
+async def test_a_chosen_gan_without_a_pool_gets_the_files_pool_size(ws) -> None:
+    """Naming a GAN run that has no finished pool yet (still training) plans its pool at the experiment's
+    pool_per_class, not at the paper's 100,000 per class."""
+    workspace, ids = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        assert screen.query_one("#gan", Select).value == ids["gan"]  # the fixture's GAN, training
+        screen.query_one("#ratio", Input).value = "1:1/4"
+        await settle(app, pilot)
+        exp = screen.build()[0].experiment(workspace, None)
+        assert exp.gans["sgn"].pool_per_class == 40
+        pools = [r for r in grid.preview(workspace, exp).runs if r.kind == "gan-pool"]
+        assert [r.config["per_class"] for r in pools] == [40]

@@ -278,3 +278,28 @@ async def test_queue_acts_on_a_whole_experiment_or_label_through_the_engine(ws) 
         said = [str(n.message) for n in app._notifications]
     assert any(line.startswith("anonymization / 1/2:0: pause: 2 paused") for line in said)
     assert any(line.startswith("anonymization: cancel: 3 cancelled") for line in said)
+
+
+async def test_cancelling_an_experiment_says_what_the_engine_will_stop(ws) -> None:
+    """The confirmation counts the runs the engine's cancel takes (its own links, shared runs left alone), not the
+    runs whose first label is the experiment's: a GAN another experiment also uses goes on and is not said to stop."""
+    workspace, ids = ws
+    with st.open_store(workspace) as store:
+        store.link_runs("anonymization", [(ids["gan"], "1/2:0")])  # the running GAN serves both experiments
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        app.screen.query_one(RunTable).select_key(ids["done"])
+        await settle(app, pilot)
+        await pilot.press("x", "l", "c")
+        await settle(app, pilot)
+        assert isinstance(app.screen, Confirm)
+        body = app.screen.body
+        # running and blocked are cancelled (one of them is running); the shared GAN is left alone
+        assert "2 waiting or running run(s)" in body and "1 running now" in body
+        assert "1 run(s) it shares with other labels or experiments" in body
+        await pilot.press("y")
+        await settle(app, pilot)
+    with st.open_store(workspace, readonly=True) as store:
+        assert store.get_run(ids["gan"]).status == st.RUNNING
+        assert store.get_run(ids["blocked"]).status == st.CANCELLED

@@ -13,7 +13,7 @@ knows joins that experiment's configurations (with its baseline), so results com
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,17 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.worker import get_current_worker
 
-from engine.config import DEFAULT_GAN, DEFAULT_SAMPLER, GAN_TAGS, SAMPLER_TAGS, Configuration, Experiment, Ratio
+from engine.config import (
+    DEFAULT_GAN,
+    DEFAULT_SAMPLER,
+    GAN_TAGS,
+    SAMPLER_TAGS,
+    Configuration,
+    Experiment,
+    GanSpec,
+    Ratio,
+    TrainData,
+)
 from engine.data.formats import FORMATS
 from engine.errors import InputError
 from ganaug_tui import actions, reads
@@ -284,6 +294,7 @@ class BuilderScreen(GanaugScreen):
             gan.value = trained[0] if trained else gans[0].run_id
         else:
             gan.value = keep if keep in self.gans else NEW_GAN
+        self._asked = None  # the store changed: which runs are new or reused may have too (e.g. after enqueueing)
         self._changed()
 
     def _template(self) -> Experiment | None:
@@ -322,7 +333,11 @@ class BuilderScreen(GanaugScreen):
         self._data_changed()
 
     def _data_changed(self) -> None:
-        custom = not isinstance(self.query_one("#data", Select).value, str)
+        value = self.query_one("#data", Select).value
+        custom = not isinstance(value, str)
+        known = None if custom else self._known_train(*json.loads(value))
+        if known is not None:
+            self.query_one("#split-seed", Input).value = str(known.split_seed)  # the data set's own split
         self.set_class(custom, "-custom-data")
         for widget in self.query(".custom Select, .custom Input"):
             widget.disabled = not custom  # hidden fields stay out of the tab order
@@ -354,6 +369,11 @@ class BuilderScreen(GanaugScreen):
             return Configuration.parse(self.label()), None
         except ValueError as exc:
             return None, str(exc)
+
+    def _known_train(self, fmt: str, root: str) -> TrainData | None:
+        """The file's ``[data.train]`` of that data set (the template's first), with its split seed and file."""
+        return next((e.train for e in [self._template(), *self.experiments.values()]
+                     if e is not None and e.train is not None and (e.train.format, e.train.root) == (fmt, root)), None)
 
     def _train(self) -> tuple[str, str, int] | None:
         """(format, root, split seed) of the chosen data set; None while a custom one is incomplete."""
@@ -402,18 +422,18 @@ class BuilderScreen(GanaugScreen):
                      f"replicates={replicates}", f"test_sets={json.dumps([own, *extra])}"]
         if exp.train is None or (train[0], train[1], train[2]) != (exp.train.format, exp.train.root,
                                                                     exp.train.split_seed):
-            overrides.append(f"data.train={json.dumps({'format': train[0], 'root': train[1], 'split_seed': train[2]})}")
+            known = self._known_train(train[0], train[1])
+            data = (replace(known, split_seed=train[2]).classify_data() if known is not None
+                    else {"format": train[0], "root": train[1], "split_seed": train[2]})
+            overrides.append(f"data.train={json.dumps(data)}")
         chosen = self._gan()
         if conf.ratio.has_synthetic and conf.gan != "all":
             tag = TAG_OF[conf.gan]
-            if chosen is not None:
-                spec = chosen.spec
+            base = exp.gans.get(tag) or GanSpec(tag, conf.gan)
+            if chosen is not None:  # a GAN with no finished pool yet gets the file's pool size, not the paper's
+                spec = chosen.spec if chosen.spec.pool_per_class is not None or chosen.spec.translation else \
+                    replace(chosen.spec, pool_per_class=base.pool_per_class)
             else:
-                from dataclasses import replace
-
-                from engine.config import GanSpec
-
-                base = exp.gans.get(tag) or GanSpec(tag, conf.gan)
                 spec = replace(base, preset=str(self.query_one("#preset-gan", Select).value),
                                pool_per_class=None if base.translation else self._int("#pool", None))
             overrides.append(f"gans.{tag}={json.dumps(spec.to_table())}")
@@ -439,7 +459,7 @@ class BuilderScreen(GanaugScreen):
         build, _ = self.build()
         if build is not None and build != self._asked:
             self._asked = build
-            self._plan(build)
+            self._plan(build, None if self._whole() else self._train())
         self._show()
 
     def _show(self) -> None:
@@ -466,17 +486,17 @@ class BuilderScreen(GanaugScreen):
         self.query_one("#save", Button).disabled = blocker is not None or self._whole()
 
     @work(thread=True, exclusive=True, group="builder-plan")
-    def _plan(self, build: Build) -> None:
-        """``engine.grid.preview`` of the build (and its data's class sizes, for the live counts)."""
+    def _plan(self, build: Build, train: tuple[str, str, int] | None) -> None:
+        """``engine.grid.preview`` of the build (and its data's class sizes, for the live counts, kept under
+        ``train``: the fields as typed, since a relative or ``~`` root resolves to another path)."""
         from engine import grid
 
         worker = get_current_worker()
         sizes = None
         try:
             exp = build.experiment(self.gapp.workspace, self.gapp.experiments_file)
-            if exp.train is not None and not exp.unresolved:
-                sizes = ((exp.train.format, exp.train.root, exp.train.split_seed),
-                         grid.data_sizes(exp, self.gapp.workspace))
+            if train is not None and exp.train is not None and not exp.unresolved:
+                sizes = (train, grid.data_sizes(exp, self.gapp.workspace))
             planned = grid.preview(self.gapp.workspace, exp, only=list(build.only) if build.only else None,
                                    replicates=build.replicates)
         except (InputError, OSError) as exc:

@@ -5,13 +5,16 @@ stopping the engine."""
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
 from engine import store as st
-from ganaug_tui import actions
+from engine.errors import InputError
+from ganaug_tui import actions, reads
+from ganaug_tui.messages import ActionDone, Loaded
 from ganaug_tui.reads import Snapshot, fmt_duration
 from ganaug_tui.screens.base import GanaugScreen
 from ganaug_tui.screens.modals import Confirm, ExperimentActions
@@ -172,21 +175,44 @@ class QueueScreen(GanaugScreen):
 
     def _on_experiment(self, experiment: str, action: str, label: str | None) -> None:
         """Do ``action`` on the experiment (``label`` None) or one label; a cancel asks first."""
-        def act() -> None:
+        if action == "cancel":
+            self._ask_cancel(experiment, label)
+        else:
             self.gapp.act(actions.act_on_experiment, experiment, label, action, read_only=self.gapp.read_only)
 
-        if action != "cancel":
-            act()
+    @work(thread=True, exclusive=True, group="queue-ask")
+    def _ask_cancel(self, experiment: str, label: str | None) -> None:
+        """The runs the engine's cancel would take (``engine.workspace.experiment_runs``: the experiment's own
+        links, the shared ones left alone), read before the confirmation counts them."""
+        from engine.workspace import CANCELLABLE, experiment_runs
+
+        try:
+            with reads.open_reader(self.gapp.workspace) as store:
+                chosen = experiment_runs(store, experiment, label, "cancel")
+        except InputError as exc:
+            self.post_message(ActionDone(str(exc), ok=False))
+            return
+        todo = [r for r in chosen.runs if r.status in CANCELLABLE]
+        self.post_message(Loaded("queue-cancel", (experiment, label, todo, chosen.kept)))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.topic != "queue-cancel":
+            return
+        experiment, label, todo, kept = message.data
+
+        def cancel() -> None:
+            self.gapp.act(actions.act_on_experiment, experiment, label, "cancel", read_only=self.gapp.read_only)
+
+        if not todo:
+            cancel()  # nothing to confirm: the engine's own line says why nothing is cancelled
             return
         what = f"experiment {experiment}" + (f", label {label}" if label else "")
-        snap = self.gapp.snapshot
-        mine = [r for r in (snap.runs if snap else []) if r.experiment == experiment and label in (None, r.label)]
-        running = sum(1 for r in mine if r.status in st.ACTIVE)
-        body = (f"Every waiting or running run of {what} that no other label or experiment shares is cancelled "
-                f"(shared GANs and pools go on). {running} of its runs are running now: they checkpoint and stop; "
-                "a retry later resumes them from that checkpoint.")
+        running = sum(1 for r in todo if r.status in st.ACTIVE)
+        body = (f"Cancels {len(todo)} waiting or running run(s) of {what} ({running} running now: they checkpoint "
+                f"and stop; a retry later resumes them from that checkpoint). {len(kept)} run(s) it shares with "
+                "other labels or experiments (GANs, pools) go on.")
         self.app.push_screen(Confirm(f"Cancel {what}?", body, yes="Cancel them", no="Keep them"),
-                             lambda yes: yes and act())
+                             lambda yes: yes and cancel())
 
     def action_engine(self) -> None:
         snap = self.gapp.snapshot
