@@ -110,6 +110,21 @@ async def test_an_invalid_ratio_is_flagged_while_typing_and_cannot_be_enqueued(w
     assert len(st.open_store(workspace, readonly=True).list_runs()) == before
 
 
+async def test_a_replicate_count_beyond_the_cap_is_refused_before_any_plan(ws) -> None:
+    """The preview plans at every keystroke: a typo of millions of replicates must not start an endless plan."""
+    workspace, _ = ws
+    app = make_app(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_builder(app, pilot)
+        screen.query_one("#replicates", Input).value = "99999999"
+        await settle(app, pilot)
+        assert "replicates must be an integer from 1 to 1,000" in text(screen, "#plan")
+        assert screen.query_one("#enqueue", Button).disabled
+        screen.query_one("#replicates", Input).value = "2"
+        await settle(app, pilot)
+        assert not screen.query_one("#enqueue", Button).disabled and "replicates must" not in text(screen, "#plan")
+
+
 async def test_the_preview_is_the_grids_and_enqueue_stores_the_experiment(ws) -> None:
     workspace, _ = ws
     app = make_app(workspace)

@@ -56,6 +56,9 @@ WHOLE, ONE = "whole", "one"
 BASELINE = "1:0"
 GROUP = "builder"  # the group the Builder's configurations join
 
+# The preview plans every run at each keystroke: a typo of 10,000,000 must not start an endless plan
+MAX_REPLICATES = 1_000
+
 
 class RatioGrammar(Validator):
     """The engine's ratio grammar, message and all."""
@@ -392,8 +395,9 @@ class BuilderScreen(GanaugScreen):
         if exp is None:
             return None, self.load_error or "reading experiments.toml…"
         replicates = self._int("#replicates", None)
-        if replicates is None or replicates < 1:
-            return None, "replicates must be a positive integer"
+        if replicates is None or not 1 <= replicates <= MAX_REPLICATES:
+            return None, (f"replicates must be an integer from 1 to {MAX_REPLICATES:,} (the paper: 10; more: "
+                          "ganaug run EXPERIMENT --replicates N)")
         if self._whole():
             only = tuple(self.query_one("#labels", SelectionList).selected)
             if not only:

@@ -317,10 +317,10 @@ class ResultsScreen(GanaugScreen):
             self.call_after_refresh(self._check_room)
 
     def _check_room(self) -> None:
-        """Beside the table on a short terminal the boxes would overlap (2 rows each, plus title and axes): then
+        """Beside the table on a short terminal the boxes would overlap (2 rows each, plus title, frame and x axis):
         the table stays alone and the detail line says how to see the plots."""
         plot = self.query_one("#plot")
-        if plot.display and plot.size.height < 2 * len(self.query_one(ResultsTable).rows) + 5:
+        if plot.display and plot.size.height < 2 * len(self.query_one(ResultsTable).rows) + 4:
             plot.display = False
             self._cramped = True
             self._show_detail()
