@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from textual.widgets import Select, Static
-from tui_fixtures import NOW, make_workspace
+from tui_fixtures import make_app, make_workspace, settle
 
 from engine import store as st
 from ganaug_tui import gpu, reads
-from ganaug_tui.app import GanaugApp
 from ganaug_tui.palette import ScreenCommands
 from ganaug_tui.screens.live import LiveScreen
 from ganaug_tui.screens.modals import Confirm
@@ -36,15 +35,6 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str,
     return workspace, make_workspace(workspace)
 
 
-def make_app(workspace: Path, **kw: object) -> GanaugApp:
-    return GanaugApp(workspace, poll_s=60, clock=lambda: NOW, gpu=kw.pop("gpu", False), **kw)  # type: ignore[arg-type]
-
-
-async def settle(app: GanaugApp, pilot) -> None:
-    for _ in range(3):
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def status_of(workspace: Path, run_id: str) -> st.Run:

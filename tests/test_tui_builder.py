@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from textual.widgets import Button, Input, Select, Static
-from tui_fixtures import NOW, make_workspace
+from tui_fixtures import make_app, make_workspace, settle
 
 from engine import grid
 from engine import store as st
@@ -60,15 +60,6 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_isic2019) -> tuple[
     return workspace, make_workspace(workspace)
 
 
-def make_app(workspace: Path) -> GanaugApp:
-    return GanaugApp(workspace, poll_s=60, clock=lambda: NOW, gpu=False)
-
-
-async def settle(app: GanaugApp, pilot) -> None:
-    for _ in range(4):
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def open_builder(app: GanaugApp, pilot) -> BuilderScreen:

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select, Static
 from textual_plotext import PlotextPlot
-from tui_fixtures import NOW, RESULTS_FAILED, add_results_experiments, make_workspace
+from tui_fixtures import RESULTS_FAILED, add_results_experiments, make_app, make_workspace, settle
 
 from engine import store as st
 from engine.analysis import analyse
 from engine.analysis.tables import to_csv
 from engine.errors import InputError
-from ganaug_tui.app import GanaugApp
 from ganaug_tui.screens.modals import Confirm, ExperimentActions, ExportDialog
 from ganaug_tui.screens.results import ResultsScreen, ResultsTable
 from ganaug_tui.widgets.run_table import RunTable
@@ -48,15 +47,6 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str,
     return workspace, ids
 
 
-def make_app(workspace: Path, **kw: object) -> GanaugApp:
-    return GanaugApp(workspace, poll_s=60, clock=lambda: NOW, gpu=False, **kw)  # type: ignore[arg-type]
-
-
-async def settle(app: GanaugApp, pilot) -> None:
-    for _ in range(3):
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def _f(x: float, spec: str = ".3f") -> str:

@@ -17,6 +17,7 @@ from PIL import Image
 from engine import store as st
 from engine.store import core
 from engine.synth.pool import PoolRow, PoolWriter
+from ganaug_tui.app import GanaugApp
 
 T0 = 1795000000.0  # 2026-11-18 11:06:40 UTC: every time in the fixture is T0 + something
 NOW = T0 + 3600.0  # what the app's clock says in the tests
@@ -208,3 +209,17 @@ def add_results_experiments(ws: Path) -> None:
                     store.finish(run_id, st.SUCCEEDED)
     finally:
         core.time = saved
+
+
+# ------------------------------------------------------------------------------------------ pilot helpers
+def make_app(workspace: Path, **kw: object) -> GanaugApp:
+    """The app on a fixture workspace: the fixture clock, a slow poll (tests move it on), no GPU probe."""
+    return GanaugApp(workspace, poll_s=60, clock=lambda: NOW, gpu=kw.pop("gpu", False), **kw)  # type: ignore[arg-type]
+
+
+async def settle(app: GanaugApp, pilot) -> None:  # noqa: ANN001
+    """Let the thread workers finish and their messages land (a worker may start another: a few rounds)."""
+    for _ in range(4):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+    await pilot.pause()
