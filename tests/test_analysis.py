@@ -173,7 +173,7 @@ def test_results_from_the_store_report_failed_and_missing_runs(tmp_path) -> None
     rows = res.table.set_index(["test_set", "label"])
     assert rows.loc[("isic19", "1:1/2"), "dropped"] == [1] and rows.loc[("isic20", "1:1/2"), "dropped"] == [1, 5]
     assert rows.loc[("isic19", "1:0"), "verdict"] == "baseline"
-    assert rows.loc[("derm", "1:1/2"), "n"] == 0 and rows.loc[("derm", "1:1/2"), "verdict"] == "no data"
+    assert rows.loc[("derm", "1:1/2"), "n"] == 0 and rows.loc[("derm", "1:1/2"), "verdict"] == "no evidence"
     base = data.aucs[data.aucs["label"] == "1:0"].set_index("replicate")
     assert base.loc[1, "auc"] == 0.5 and base.loc[1, "run_id"] == retry  # the latest success, not the first
     assert set(data.aucs["run_id"]) - {retry} <= set(ids.values())

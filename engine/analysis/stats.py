@@ -6,7 +6,8 @@ The comparison: mean ΔAUC with a seeded percentile-bootstrap 95 % CI; the Wilco
 up (below that its smallest attainable two-sided p is above 0.05 — 0.0625 at 5 pairs, 0.25 at 3 — so it could
 never say anything) and a paired t-test below 6, named as such; Holm's step-down correction within each group
 (the family of comparisons a reader makes on one panel); a verdict of better / worse only when the CI excludes 0
-AND the Holm-adjusted p < 0.05, otherwise "no evidence"; "no data" when no replicate has a pair yet.
+AND the Holm-adjusted p < 0.05, otherwise "no evidence" (also
+while no replicate has a pair: ``n_pairs`` 0 says so).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ WILCOXON_MIN_PAIRS = 6
 ALPHA = 0.05
 CI_LEVEL = 0.95
 N_BOOT = 10_000
-BETTER, WORSE, NO_EVIDENCE, NO_DATA, BASELINE = "better", "worse", "no evidence", "no data", "baseline"
+BETTER, WORSE, NO_EVIDENCE, BASELINE = "better", "worse", "no evidence", "baseline"
 SUMMARY_COLUMNS = ["test_set", "group", "label", "n", "mean", "sd", "median", "q1", "q3", "min", "max"]
 COMPARISON_COLUMNS = ["test_set", "group", "label", "baseline", "n_pairs", "dropped", "mean_delta", "ci_low",
                       "ci_high", "test", "statistic", "p", "p_holm", "verdict"]
@@ -169,5 +170,5 @@ def compare(aucs: pd.DataFrame, experiment: Experiment, test_sets: Sequence[str]
             rows += family
     for row, (lo, hi) in zip(rows, bootstrap_cis(deltas, seed, n_boot), strict=True):
         row["ci_low"], row["ci_high"] = lo, hi
-        row["verdict"] = verdict(lo, hi, row["p_holm"]) if row["n_pairs"] else NO_DATA  # type: ignore[arg-type]
+        row["verdict"] = verdict(lo, hi, row["p_holm"])  # type: ignore[arg-type]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -1,7 +1,7 @@
 """The results table (descriptive statistics joined with the paired comparisons) and its file formats.
 
 CSV columns (a contract; scripts read them): :data:`TABLE_COLUMNS`. ``dropped`` is space-separated replicate
-numbers; ``verdict`` is better | worse | no evidence | no data | baseline (the group's own baseline row).
+numbers; ``verdict`` is better | worse | no evidence | baseline (the group's own baseline row).
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     from engine.analysis import Results
 
 FORMATS = ("table", "csv", "json", "latex")
-_VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "no evidence": "dim", "no data": "dim italic",
-                  "baseline": "italic"}
+_VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "no evidence": "dim", "baseline": "italic"}
 _GROUP_STYLE = ("blue", "")  # the figure's alternating group colours (black = the terminal's text colour)
 
 

@@ -73,12 +73,11 @@ class ResultsTable(VirtualTable[dict[str, str]]):
     """The results rows (formatted cells, keyed by configuration); the verdict coloured by the theme."""
 
     COMPONENT_CLASSES = {"results-table--better", "results-table--worse", "results-table--no-evidence",
-                         "results-table--no-data", "results-table--baseline"}
+                         "results-table--baseline"}
     DEFAULT_CSS = """
     ResultsTable > .results-table--better { color: $success; text-style: bold; }
     ResultsTable > .results-table--worse { color: $error; text-style: bold; }
     ResultsTable > .results-table--no-evidence { color: $text-muted; }
-    ResultsTable > .results-table--no-data { color: $text-muted; text-style: italic; }
     ResultsTable > .results-table--baseline { text-style: italic; }
     """
 
